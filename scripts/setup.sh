@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Creates (or refreshes) the project's virtual environment in .venv.
+# Idempotent and quick when nothing changed: a stamp records the hash of pyproject.toml.
+#
+# PyTorch: by default this installs torch==2.13.0, the CPU build that these machines hold on local disk.
+# Users with a GPU set PLEXUS_TORCH to another requirement (for example PLEXUS_TORCH="torch>=2.4"),
+# or PLEXUS_TORCH=skip to keep whatever torch the environment already has; the package accepts any torch >= 2.1.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+python_bin="${PYTHON:-python3.11}"
+command -v "$python_bin" >/dev/null 2>&1 || python_bin=python3
+venv="$root/.venv"
+stamp="$venv/.plexus-setup-stamp"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/plexus" ]; then
+  exit 0
+fi
+echo "plexus: setting up $venv (first run takes about a minute)" >&2
+"$python_bin" - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"plexus needs Python >= 3.11, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11")
+PY
+[ -d "$venv" ] || "$python_bin" -m venv "$venv"
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+torch_req="${PLEXUS_TORCH:-torch==2.13.0}"
+if [ "$torch_req" != "skip" ]; then
+  "${pip[@]}" install "$torch_req" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+  "$venv/bin/python" -c "import torch" || { echo "plexus: installing $torch_req failed" >&2; exit 1; }
+fi
+"${pip[@]}" install -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+"$venv/bin/python" -c "import plexus, torch, sklearn" || { echo "plexus: installing the package failed" >&2; exit 1; }
+echo "$want" > "$stamp"

@@ -1,0 +1,5 @@
+"""Subcommands of the ``plexus`` CLI; each module has ``register(subparsers)`` that sets ``handler``."""
+
+from plexus.commands import simulate
+
+SUBCOMMANDS = [simulate]

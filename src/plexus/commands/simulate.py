@@ -1,0 +1,61 @@
+"""``plexus simulate``: run an experiment in virtual time.
+
+Options come from a TOML file (``--config``) overridden by flags; every field of
+:class:`plexus.config.Config` has a flag of the same name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from plexus.commands.progress import ProgressBar, print_summary_table
+from plexus.config import Config, coerce, config_from_mapping, field_types, load_toml, typing_args
+from plexus.errors import ConfigError
+
+FLAG_ALIASES = {"out": ["-o"]}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="run a simulation in virtual time",
+        description="Run an experiment in virtual time. Unset options take the task's preset from the papers.",
+    )
+    parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file; flags override it")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    types = field_types()
+    for f in Config.__dataclass_fields__.values():
+        target = next(t for t in typing_args(types[f.name]) if t is not type(None))
+        metavar = {int: "N", float: "X", str: "TEXT"}.get(target, "VALUE")
+        flags = [f"--{f.name.replace('_', '-')}", *FLAG_ALIASES.get(f.name, [])]
+        parser.add_argument(*flags, dest=f.name, default=None, metavar=metavar, help=f.metadata["help"])
+    parser.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    values: dict[str, Any] = load_toml(args.config) if args.config else {}
+    values.pop("runs", None)
+    for name in Config.field_names():
+        raw = getattr(args, name, None)
+        if raw is not None:
+            if isinstance(raw, str) and raw.lower() in ("inf", "infinity") and name == "server_bandwidth":
+                raw = math.inf
+            values[name] = coerce(name, raw, f"--{name.replace('_', '-')}")
+    return config_from_mapping(values, args.config or "command line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from plexus.config import resolve
+    from plexus.sim.simulation import run_simulation
+
+    config = resolve(config_from_args(args))
+    if config.algorithm and "," in config.algorithm:
+        raise ConfigError("several algorithms at once need the comparison study support (not available)")
+    bar = ProgressBar(config, enabled=not args.quiet)
+    results = run_simulation(config, progress=bar.update)
+    bar.close()
+    print_summary_table([results], stream=sys.stdout)
+    return 0

@@ -1,0 +1,212 @@
+"""The typed experiment configuration, TOML loading, and resolution against a task's paper defaults.
+
+A config is one flat dataclass; each field belongs to a TOML section (for readability of ``config.toml``) and
+has a CLI flag of the same name (underscores become dashes). Fields left as ``None`` take the task's preset
+(the papers' hyperparameters) when the config is resolved; the resolved config is what a run writes to its
+results folder, so a run can be repeated from that file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from plexus.errors import ConfigError
+
+SECTIONS = ("run", "task", "protocol", "system")
+
+
+def _f(section: str, default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"section": section, "help": help, **extra})
+
+
+@dataclass
+class Config:
+    # [run]
+    algorithm: str = _f("run", "plexus", "algorithm to run (plexus, fedavg, ...)")
+    seed: int = _f("run", 0, "experiment seed; every random choice derives from it")
+    rounds: int | None = _f("run", None, "stop after this many rounds (default: the task's preset)")
+    duration: float | None = _f("run", None, "stop after this many virtual seconds instead of a round count")
+    eval_every: int | None = _f("run", None, "evaluate the global model every N rounds")
+    out: str | None = _f("run", None, "results folder (default: results/<algorithm>-<task>-<time>)")
+    # [task]
+    task: str = _f("task", "digits", "learning task")
+    data: str | None = _f("task", None, "path of the task's data (not needed for digits and synthetic)")
+    nodes: int | None = _f("task", None, "number of nodes")
+    partition: str | None = _f("task", None, "iid, dirichlet:ALPHA, shards:K or natural")
+    batch_size: int | None = _f("task", None, "minibatch size of local SGD")
+    lr: float | None = _f("task", None, "learning rate of local SGD")
+    momentum: float | None = _f("task", None, "momentum of local SGD (0 = plain SGD)")
+    weight_decay: float = _f("task", 0.0, "L2 weight decay of local SGD")
+    local_steps: int | None = _f("task", None, "local SGD steps per round")
+    # [protocol]
+    sample_size: int | None = _f("protocol", None, "s: nodes sampled per round")
+    success_fraction: float | None = _f("protocol", None, "sf: aggregate once ceil(s x sf) models arrived")
+    aggregator_sample: str = _f(
+        "protocol", "next", "take round k's aggregator from sample k+1 (next, as the paper's code) or k (current)"
+    )
+    weighting: str = _f("protocol", "uniform", "aggregation weights: uniform or samples (local dataset sizes)")
+    server_bandwidth: float = _f("protocol", math.inf, "FedAvg server upload/download in bytes/s (inf allowed)")
+    # [system]
+    capacity_trace: str | None = _f("system", None, "FedScale device-capacity trace (pickle or CSV)")
+    latency_matrix: str | None = _f("system", None, "N x N CSV of round-trip times in ms between sites")
+    latency_values: str = _f("system", "rtt", "entries of --latency-matrix: rtt (halved) or one-way")
+    compute_factor: float = _f("system", 1.0, "multiplies training time; 3 reproduces FedScale / Plexus code")
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def to_toml(self) -> str:
+        grouped: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                grouped[f.metadata["section"]][f.name] = value
+        return tomli_w.dumps({k: v for k, v in grouped.items() if v})
+
+
+def field_types() -> dict[str, Any]:
+    import typing
+
+    hints = typing.get_type_hints(Config)
+    return {name: hints[name] for name in Config.field_names()}
+
+
+def coerce(name: str, value: Any, source: str) -> Any:
+    """Convert ``value`` to the type of field ``name``; errors name the source (file or flag)."""
+    hint = field_types()[name]
+    allowed = typing_args(hint)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"{source}: {name} cannot be empty")
+    target = next(t for t in allowed if t is not type(None))
+    try:
+        if target is bool:
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if target is int:
+            if isinstance(value, float) and value != int(value):
+                raise ValueError
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if target is float:
+            return float(value)
+        if target is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {name} = {value!r} is not a valid {target.__name__}") from None
+    return value
+
+
+def typing_args(hint: Any) -> tuple[Any, ...]:
+    import typing
+
+    args = typing.get_args(hint)
+    return args if args else (hint,)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file into {field: value}; sections are optional, unknown keys are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    known = set(Config.field_names())
+    values: dict[str, Any] = {}
+
+    def take(key: str, value: Any, where: str) -> None:
+        if key not in known:
+            raise ConfigError(f"config file {path}: unknown option {where}{key!r}")
+        values[key] = coerce(key, value, f"config file {path}")
+
+    for key, value in document.items():
+        if isinstance(value, dict) and key in SECTIONS:
+            for inner, inner_value in value.items():
+                take(inner, inner_value, f"[{key}] ")
+        elif isinstance(value, dict) and key == "runs":
+            values["runs"] = value
+        else:
+            take(key, value, "")
+    return values
+
+
+def config_from_mapping(values: dict[str, Any], source: str = "config") -> Config:
+    known = set(Config.field_names())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown option {unknown[0]!r}")
+    return Config(**{k: coerce(k, v, source) for k, v in values.items()})
+
+
+def resolve(config: Config) -> Config:
+    """Fill unset fields from the task's preset and check every value; raises ConfigError naming the field."""
+    from plexus.learning.partition import parse_partition
+    from plexus.learning.tasks import task_class
+    from plexus.protocol.registry import algorithm
+
+    algorithm(config.algorithm)
+    defaults = task_class(config.task).defaults
+    filled = {}
+    for name in ("nodes", "partition", "batch_size", "lr", "momentum", "local_steps", "sample_size",
+                 "success_fraction", "eval_every"):
+        if getattr(config, name) is None:
+            filled[name] = getattr(defaults, name)
+    if config.rounds is None and config.duration is None:
+        filled["rounds"] = defaults.rounds
+    resolved = config.replace(**filled)
+    _validate(resolved)
+    parse_partition(resolved.partition or "")
+    return resolved
+
+
+def _validate(c: Config) -> None:
+    def need(condition: bool, message: str) -> None:
+        if not condition:
+            raise ConfigError(message)
+
+    need(c.nodes is not None and c.nodes >= 1, f"nodes = {c.nodes}: need at least 1 node")
+    need(c.sample_size is not None and c.sample_size >= 1, f"sample_size = {c.sample_size}: must be >= 1")
+    need(
+        c.sample_size is not None and c.nodes is not None and c.sample_size <= c.nodes,
+        f"sample_size = {c.sample_size} exceeds nodes = {c.nodes} (s must be <= the number of nodes)",
+    )
+    sf = c.success_fraction
+    need(sf is not None and 0 < sf <= 1, f"success_fraction = {sf}: must be in (0, 1]")
+    need(c.local_steps is not None and c.local_steps >= 1, f"local_steps = {c.local_steps}: must be >= 1")
+    need(c.batch_size is not None and c.batch_size >= 1, f"batch_size = {c.batch_size}: must be >= 1")
+    need(c.lr is not None and c.lr > 0 and math.isfinite(c.lr), f"lr = {c.lr}: must be a positive number")
+    need(c.momentum is not None and 0 <= c.momentum < 1, f"momentum = {c.momentum}: must be in [0, 1)")
+    need(c.weight_decay >= 0, f"weight_decay = {c.weight_decay}: must be >= 0")
+    need(c.rounds is None or c.rounds >= 1, f"rounds = {c.rounds}: must be >= 1")
+    need(c.duration is None or (c.duration > 0 and math.isfinite(c.duration)),
+         f"duration = {c.duration}: must be a positive number of seconds")
+    need(c.eval_every is not None and c.eval_every >= 1, f"eval_every = {c.eval_every}: must be >= 1")
+    need(c.aggregator_sample in ("next", "current"),
+         f"aggregator_sample = {c.aggregator_sample!r}: must be 'next' or 'current'")
+    need(c.weighting in ("uniform", "samples"), f"weighting = {c.weighting!r}: must be 'uniform' or 'samples'")
+    need(c.server_bandwidth > 0, f"server_bandwidth = {c.server_bandwidth}: must be > 0 (inf allowed)")
+    need(c.latency_values in ("rtt", "one-way"), f"latency_values = {c.latency_values!r}: must be rtt or one-way")
+    need(c.compute_factor >= 0 and math.isfinite(c.compute_factor),
+         f"compute_factor = {c.compute_factor}: must be a non-negative number")
+    for name in ("capacity_trace", "latency_matrix"):
+        path = getattr(c, name)
+        need(path is None or Path(path).is_file(), f"{name} = {path}: file does not exist")

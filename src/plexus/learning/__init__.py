@@ -1,0 +1,1 @@
+"""Learning: tasks (data + partition + model + metric), flat-vector parameters, local training, executors."""

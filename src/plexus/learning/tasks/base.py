@@ -1,0 +1,119 @@
+"""What a learning task is: data (train/test tensors, optional natural users), a model, a loss and a metric.
+
+A task is registered under a name (``--task NAME``) with the papers' default hyperparameters. Its data is loaded
+once per run; every node's local dataset is a set of indices into the training tensors, reachable only by
+that node's training jobs. The observer evaluates on the test tensors.
+
+Metrics: classification tasks report ``accuracy`` (higher is better); regression tasks such as MovieLens
+report ``rmse`` (lower is better). The metric's name is the column name in metrics.csv.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class TensorDataset:
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"dataset has {len(self.x)} inputs but {len(self.y)} targets")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class TaskData:
+    """A loaded task: tensors plus what partitioners need."""
+
+    train: TensorDataset
+    test: TensorDataset
+    labels: np.ndarray | None = None  # training labels, for label-skewed partitions
+    users: list[np.ndarray] | None = None  # natural partition: training indices of each user
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. classes, users, items
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """The papers' hyperparameters for a task; every one can be overridden."""
+
+    nodes: int
+    lr: float
+    momentum: float = 0.0
+    batch_size: int = 20
+    local_steps: int = 5
+    sample_size: int = 13
+    success_fraction: float = 0.8
+    partition: str = "iid"
+    rounds: int = 100
+    eval_every: int = 5
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metric: float
+    loss: float
+
+
+class Task(ABC):
+    """Base class; subclasses set the class attributes and implement ``load`` and ``build_model``."""
+
+    name: str = ""
+    description: str = ""
+    model_name: str = ""
+    metric: str = "accuracy"
+    higher_is_better: bool = True
+    defaults: TaskDefaults
+    needs_data: bool = True  # False when the task ships its own data (digits, synthetic)
+    data_hint: str = ""  # how to obtain the data, shown when it is missing
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+
+    @abstractmethod
+    def load(self, data_path: str | None, seed: int) -> TaskData:
+        """Read (or generate) the dataset. Raise DataError naming the file and how to get it."""
+
+    @abstractmethod
+    def build_model(self, data: TaskData) -> nn.Module:
+        """A freshly initialised model (the caller seeds torch beforehand)."""
+
+    def loss_function(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if self.metric == "rmse":
+            return nn.functional.mse_loss
+        return nn.functional.cross_entropy
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, dataset: TensorDataset, batch_size: int = 2048) -> Evaluation:
+        """Metric and mean loss of ``model`` on ``dataset``."""
+        model.eval()
+        loss_fn = self.loss_function()
+        total_loss = 0.0
+        score = 0.0
+        count = len(dataset)
+        for start in range(0, count, batch_size):
+            x = dataset.x[start : start + batch_size]
+            y = dataset.y[start : start + batch_size]
+            out = model(x)
+            total_loss += float(loss_fn(out, y, reduction="sum"))
+            if self.metric == "rmse":
+                score += float(((out - y) ** 2).sum())
+            else:
+                score += float((out.argmax(dim=1) == y).sum())
+        model.train()
+        if count == 0:
+            return Evaluation(math.nan, math.nan)
+        metric = math.sqrt(score / count) if self.metric == "rmse" else score / count
+        return Evaluation(metric, total_loss / count)

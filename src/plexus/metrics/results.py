@@ -1,0 +1,119 @@
+"""Results folders: the only thing comparisons and plots read.
+
+A run writes ``config.toml`` (resolved), ``metrics.csv`` (one row per evaluation, virtual-time quantities
+only, so two runs of the same config compare byte for byte), ``rounds.csv`` (round durations),
+``summary.json`` (totals, plus wall-clock figures) and ``run.log``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plexus.errors import DataError
+
+METRICS_FILE = "metrics.csv"
+ROUNDS_FILE = "rounds.csv"
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.toml"
+LOG_FILE = "run.log"
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value)
+    return str(value)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([format_value(row.get(column, "")) for column in columns])
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+@dataclass
+class Results:
+    """A finished run, as read back from (or about to be written to) its folder."""
+
+    directory: Path
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        return str(self.summary.get("metric", "accuracy"))
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool(self.summary.get("higher_is_better", True))
+
+    def write(self, config_toml: str, metric_columns: list[str]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / CONFIG_FILE).write_text(config_toml, encoding="utf-8")
+        write_csv(self.directory / METRICS_FILE, self.metrics, metric_columns)
+        write_csv(self.directory / ROUNDS_FILE, self.rounds, ["round", "node", "end_time_s", "duration_s"])
+        text = json.dumps(_json_safe(self.summary), indent=2, sort_keys=False)
+        (self.directory / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Results:
+        directory = Path(directory)
+        summary_path = directory / SUMMARY_FILE
+        metrics_path = directory / METRICS_FILE
+        for path in (summary_path, metrics_path):
+            if not path.is_file():
+                raise DataError(f"{directory} is not a results folder: {path.name} is missing")
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise DataError(f"{summary_path} is not valid JSON: {error}") from None
+        metrics = _read_csv(metrics_path)
+        rounds_path = directory / ROUNDS_FILE
+        rounds = _read_csv(rounds_path) if rounds_path.is_file() else []
+        return cls(directory, summary, metrics, rounds)
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            parsed: dict[str, Any] = {}
+            for key, value in row.items():
+                if key is None:
+                    raise DataError(f"{path}, line {line}: more fields than the header has")
+                parsed[key] = _parse(value)
+            rows.append(parsed)
+    return rows
+
+
+def _parse(value: str | None) -> Any:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+        return number
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value

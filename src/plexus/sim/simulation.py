@@ -1,0 +1,185 @@
+"""Build a simulated experiment from a resolved config, run it in virtual time, and write its results."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from plexus import __version__
+from plexus.config import Config, resolve
+from plexus.learning.params import FlatModel
+from plexus.learning.partition import parse_partition, partition
+from plexus.learning.tasks import task_class
+from plexus.learning.trainer import Evaluator, LocalTrainer, SGDSettings
+from plexus.metrics.results import LOG_FILE, Results
+from plexus.protocol.fedavg import SERVER_ID
+from plexus.protocol.registry import algorithm
+from plexus.protocol.runtime import Membership, PeerInfo
+from plexus.rng import stream, stream_seed
+from plexus.sim.compute import ComputeModel
+from plexus.sim.engine import EventLoop
+from plexus.sim.network import Network
+from plexus.sim.observer import Observer
+from plexus.sim.profiles import build_profiles
+from plexus.sim.world import World, node_id_of
+
+log = logging.getLogger("plexus.run")
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def default_out_dir(config: Config) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("results") / f"{config.algorithm}-{config.task}-n{config.nodes}-s{config.seed}-{stamp}"
+
+
+def run_simulation(config: Config, progress: ProgressFn | None = None) -> Results:
+    """Run one simulated experiment end to end; returns its results (already written to disk)."""
+    config = resolve(config)
+    out_dir = Path(config.out) if config.out else default_out_dir(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out_dir / LOG_FILE, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        return _run(config, out_dir, progress)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
+    wall_start = time.perf_counter()
+    assert config.nodes is not None and config.batch_size is not None and config.lr is not None
+    torch.set_num_threads(1)
+    log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
+             config.nodes, config.seed)
+    spec = algorithm(config.algorithm)
+    task = task_class(config.task)()
+    data = task.load(config.data, config.seed)
+    parts = partition(
+        parse_partition(config.partition or "iid"),
+        data.labels,
+        len(data.train),
+        config.nodes,
+        stream(config.seed, "partition"),
+        groups=data.users,
+    )
+    torch.manual_seed(stream_seed(config.seed, "model-init"))
+    model = FlatModel(task.build_model(data))
+    initial = model.vector()
+    sgd = SGDSettings(config.batch_size, config.lr, config.momentum or 0.0, config.weight_decay)
+    trainer = LocalTrainer(task, data, parts, sgd, config.seed, model)
+    evaluator = Evaluator(task, data, model)
+
+    profiles = build_profiles(config.nodes, config.seed, config.capacity_trace, config.latency_matrix,
+                              config.latency_values)
+    log.info("system: %s", profiles.description)
+    node_ids = [node_id_of(i) for i in range(config.nodes)]
+    upload, download = profiles.upload_bps, profiles.download_bps
+    latency = profiles.latency
+    if spec.server is not None:
+        node_ids.append(SERVER_ID)
+        upload = np.append(upload, config.server_bandwidth)
+        download = np.append(download, config.server_bandwidth)
+        server_delay = latency.median()
+        data_nodes = config.nodes
+
+        def latency_fn(u: int, v: int) -> float:
+            return server_delay if u >= data_nodes or v >= data_nodes else latency(u, v)
+    else:
+        latency_fn = latency
+
+    loop = EventLoop()
+    network = Network(loop, upload, download, latency_fn)
+    compute = ComputeModel(profiles.seconds_per_sample, config.batch_size, config.compute_factor)
+    membership = Membership(
+        PeerInfo(node_ids[i], float(profiles.upload_bps[i]), float(profiles.download_bps[i]))
+        for i in range(config.nodes)
+    )
+    world = World(config.seed, loop, network, compute, trainer, membership, node_ids, config.nodes, initial)
+    observer = Observer(
+        loop, network, evaluator, task.metric, int(config.eval_every or 1), config.rounds,
+        lambda: world.train_seconds_total, on_evaluation=progress,
+    )
+    for _ in range(config.nodes):
+        world.attach(lambda runtime: spec.node(runtime, config), observer)
+    if spec.server is not None:
+        # the server's view: every data node plus itself; the nodes' shared view stays server-free
+        server_view = Membership([*(membership.info(i) for i in membership.ids()),
+                                  PeerInfo(SERVER_ID, config.server_bandwidth, config.server_bandwidth)])
+        server = spec.server
+        world.attach(lambda runtime: server(runtime, config), observer, membership=server_view)
+
+    setup_wall = time.perf_counter() - wall_start
+    loop_start = time.perf_counter()
+    for node in world.nodes:
+        node.start()
+    loop.run(until=config.duration if config.duration is not None else math.inf)
+    for node in world.nodes:
+        node.stop()
+    observer.finish()
+    loop_wall = time.perf_counter() - loop_start
+
+    wall = time.perf_counter() - wall_start
+    summary = summarise(config, task, observer, world, model.size, trainer, evaluator)
+    summary.update(wall_seconds=wall, setup_wall_seconds=setup_wall, loop_wall_seconds=loop_wall)
+    work = trainer.wall_seconds + evaluator.wall_seconds
+    summary["overhead_fraction"] = max(0.0, 1.0 - work / loop_wall) if loop_wall > 0 else 0.0
+    results = Results(out_dir, summary)
+    results.metrics = observer.rows
+    results.rounds = observer.round_rows
+    metric_columns = ["time_s", "round", task.metric, f"{task.metric}_std", "loss", "bytes_total",
+                      "messages_total", "train_seconds_total"]
+    results.write(config.to_toml(), metric_columns)
+    log.info("finished: %s", {k: results.summary[k] for k in ("rounds_completed", "virtual_seconds",
+                                                               "wall_seconds")})
+    return results
+
+
+def summarise(
+    config: Config,
+    task: Any,
+    observer: Observer,
+    world: World,
+    parameters: int,
+    trainer: LocalTrainer,
+    evaluator: Evaluator,
+) -> dict[str, Any]:
+    metric = task.metric
+    final = observer.rows[-1][metric] if observer.rows else math.nan
+    best = observer.best(task.higher_is_better)
+    summary: dict[str, Any] = {
+        "algorithm": config.algorithm,
+        "task": config.task,
+        "nodes": config.nodes,
+        "seed": config.seed,
+        "metric": metric,
+        "higher_is_better": task.higher_is_better,
+        "rounds_completed": observer.rounds_completed,
+        "virtual_seconds": world.loop.now,
+        "wall_seconds": math.nan,
+        f"final_{metric}": final,
+        f"best_{metric}": best,
+        "final_loss": observer.rows[-1]["loss"] if observer.rows else math.nan,
+        "bytes_total": world.network.bytes_total,
+        "messages_total": world.network.messages_sent,
+        "train_seconds_total": world.train_seconds_total,
+        "model_parameters": parameters,
+        "events_processed": world.loop.events_processed,
+        "training_jobs": trainer.jobs,
+        "wall_train_seconds": trainer.wall_seconds,
+        "wall_eval_seconds": evaluator.wall_seconds,
+        "counters": dict(sorted(observer.counters.items())),
+        "plexus_version": __version__,
+    }
+    return summary

@@ -1,0 +1,1 @@
+"""Traces that make a simulated population heterogeneous: device capacities, latencies, availability."""
