@@ -35,6 +35,8 @@ class Config:
     duration: float | None = _f("run", None, "stop after this many virtual seconds instead of a round count")
     eval_every: int | None = _f("run", None, "evaluate the global model every N rounds")
     out: str | None = _f("run", None, "results folder (default: results/<algorithm>-<task>-<time>)")
+    eval_nodes: int = _f("run", 20, "decentralized learning: node models evaluated per evaluation (all if <= 100 nodes)")
+    eval_interval: float | None = _f("run", None, "decentralized learning: evaluate every X virtual seconds")
     # [task]
     task: str = _f("task", "digits", "learning task")
     data: str | None = _f("task", None, "path of the task's data (not needed for digits and synthetic)")
@@ -45,6 +47,10 @@ class Config:
     momentum: float | None = _f("task", None, "momentum of local SGD (0 = plain SGD)")
     weight_decay: float = _f("task", 0.0, "L2 weight decay of local SGD")
     local_steps: int | None = _f("task", None, "local SGD steps per round")
+    model: str | None = _f("task", None, "model variant, when a task has several (see plexus tasks)")
+    download: bool = _f("task", False, "download the dataset if it is missing (needs internet)")
+    alpha: float = _f("task", 1.0, "synthetic task: model heterogeneity alpha (Li et al., FedProx)")
+    beta: float = _f("task", 1.0, "synthetic task: data heterogeneity beta (Li et al., FedProx)")
     # [protocol]
     sample_size: int | None = _f("protocol", None, "s: nodes sampled per round")
     success_fraction: float | None = _f("protocol", None, "sf: aggregate once ceil(s x sf) models arrived")
@@ -53,11 +59,16 @@ class Config:
     )
     weighting: str = _f("protocol", "uniform", "aggregation weights: uniform or samples (local dataset sizes)")
     server_bandwidth: float = _f("protocol", math.inf, "FedAvg server upload/download in bytes/s (inf allowed)")
+    topology: str = _f("protocol", "regular:10", "D-PSGD topology: ring, regular:K, full or one-peer-exp")
+    mixing: str = _f("protocol", "uniform", "D-PSGD mixing weights: uniform or metropolis-hastings")
+    round_timeout: float = _f("protocol", 60.0, "Gossip Learning: seconds between a node's sends")
+    fanout: int | None = _f("protocol", None, "Epidemic Learning: peers per round (default: sample_size)")
     # [system]
     capacity_trace: str | None = _f("system", None, "FedScale device-capacity trace (pickle or CSV)")
     latency_matrix: str | None = _f("system", None, "N x N CSV of round-trip times in ms between sites")
     latency_values: str = _f("system", "rtt", "entries of --latency-matrix: rtt (halved) or one-way")
     compute_factor: float = _f("system", 1.0, "multiplies training time; 3 reproduces FedScale / Plexus code")
+    availability_trace: str | None = _f("system", None, "per-node online intervals (CSV, JSON or FLASH format)")
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -149,6 +160,11 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return values
 
 
+def task_options(config: Config) -> dict[str, Any]:
+    """The options a task's constructor receives."""
+    return {"model": config.model, "download": config.download, "alpha": config.alpha, "beta": config.beta}
+
+
 def config_from_mapping(values: dict[str, Any], source: str = "config") -> Config:
     known = set(Config.field_names())
     unknown = sorted(set(values) - known)
@@ -207,6 +223,6 @@ def _validate(c: Config) -> None:
     need(c.latency_values in ("rtt", "one-way"), f"latency_values = {c.latency_values!r}: must be rtt or one-way")
     need(c.compute_factor >= 0 and math.isfinite(c.compute_factor),
          f"compute_factor = {c.compute_factor}: must be a non-negative number")
-    for name in ("capacity_trace", "latency_matrix"):
+    for name in ("capacity_trace", "latency_matrix", "availability_trace"):
         path = getattr(c, name)
         need(path is None or Path(path).is_file(), f"{name} = {path}: file does not exist")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from plexus import __version__
-from plexus.config import Config, resolve
+from plexus.config import Config, resolve, task_options
 from plexus.learning.params import FlatModel
 from plexus.learning.partition import parse_partition, partition
 from plexus.learning.tasks import task_class
@@ -64,7 +64,7 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
     log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
              config.nodes, config.seed)
     spec = algorithm(config.algorithm)
-    task = task_class(config.task)()
+    task = task_class(config.task)(task_options(config))
     data = task.load(config.data, config.seed)
     parts = partition(
         parse_partition(config.partition or "iid"),

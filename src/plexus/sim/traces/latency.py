@@ -70,7 +70,9 @@ def load_latency_matrix(path: str | Path, values: str = "rtt") -> np.ndarray:
             try:
                 rows.append([float(cell) if cell.strip() else -1.0 for cell in cells])
             except ValueError:
-                raise DataError(f"latency matrix {path}, line {number}: not a comma-separated row of numbers")
+                raise DataError(
+                    f"latency matrix {path}, line {number}: not a comma-separated row of numbers"
+                ) from None
     size = len(rows)
     if size == 0:
         raise DataError(f"latency matrix {path} is empty")
