@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def simulate(config: Config | dict[str, Any] | str | Path, **overrides: Any) -> Results:
     """Run one simulation. ``config`` is a :class:`Config`, a dict of options, or a TOML file's path."""
-    from plexus.config import Config, config_from_mapping, load_toml  # noqa: F811
+    from plexus.config import config_from_mapping, load_toml
     from plexus.sim.simulation import run_simulation
 
     if isinstance(config, (str, Path)):

@@ -35,7 +35,7 @@ class Config:
     duration: float | None = _f("run", None, "stop after this many virtual seconds instead of a round count")
     eval_every: int | None = _f("run", None, "evaluate the global model every N rounds")
     out: str | None = _f("run", None, "results folder (default: results/<algorithm>-<task>-<time>)")
-    eval_nodes: int = _f("run", 20, "decentralized learning: node models evaluated per evaluation (all if <= 100 nodes)")
+    eval_nodes: int = _f("run", 20, "decentralized learning: node models evaluated each time (all if <= 100 nodes)")
     eval_interval: float | None = _f("run", None, "decentralized learning: evaluate every X virtual seconds")
     # [task]
     task: str = _f("task", "digits", "learning task")
