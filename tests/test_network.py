@@ -1,0 +1,114 @@
+"""Network model: transfer times, max-min fair sharing of up- and downlinks, latency, byte counts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plexus.sim.engine import EventLoop
+from plexus.sim.network import Network, max_min_rates
+
+MB = 10**6
+
+
+def make(upload: list[float], download: list[float], latency: float = 0.0) -> tuple[EventLoop, Network]:
+    loop = EventLoop()
+    return loop, Network(loop, np.array(upload), np.array(download), lambda u, v: latency)
+
+
+def arrivals(loop: EventLoop, network: Network, transfers: list[tuple[float, int, int, int]]) -> list[float]:
+    """Start each (time, src, dst, bytes) transfer; return each one's arrival time."""
+    times = [math.nan] * len(transfers)
+    for i, (at, src, dst, nbytes) in enumerate(transfers):
+        def start(i: int = i, src: int = src, dst: int = dst, nbytes: int = nbytes) -> None:
+            network.transfer(src, dst, nbytes, lambda: times.__setitem__(i, loop.now))
+        loop.call_at(at, start)
+    loop.run()
+    return times
+
+
+def test_lone_transfer_takes_size_over_bandwidth() -> None:
+    loop, net = make([10 * MB, math.inf], [math.inf, math.inf])
+    assert arrivals(loop, net, [(0.0, 0, 1, 10 * MB)]) == [pytest.approx(1.0)]
+
+
+def test_two_overlapping_transfers_share_the_uplink_and_both_end_at_two_seconds() -> None:
+    loop, net = make([10 * MB, math.inf, math.inf], [math.inf] * 3)
+    done = arrivals(loop, net, [(0.0, 0, 1, 10 * MB), (0.0, 0, 2, 10 * MB)])
+    assert done == [pytest.approx(2.0), pytest.approx(2.0)]
+
+
+def test_a_transfer_joining_later_slows_the_first_one_down() -> None:
+    loop, net = make([10 * MB, math.inf, math.inf], [math.inf] * 3)
+    # first alone for 0.5 s (5 MB done), then both at 5 MB/s: first ends at 1.5 s, second has 5 MB left at
+    # 1.5 s and then runs alone at 10 MB/s: ends at 2.0 s
+    done = arrivals(loop, net, [(0.0, 0, 1, 10 * MB), (0.5, 0, 2, 10 * MB)])
+    assert done == [pytest.approx(1.5), pytest.approx(2.0)]
+
+
+def test_receiver_downlink_is_the_bottleneck() -> None:
+    # two fast senders into one receiver with a 4 MB/s downlink: 2 MB/s each
+    loop, net = make([100 * MB, 100 * MB, 1.0], [math.inf, math.inf, 4 * MB])
+    done = arrivals(loop, net, [(0.0, 0, 2, 4 * MB), (0.0, 1, 2, 2 * MB)])
+    # the 2 MB one ends at 1 s; the other has 2 MB left and then gets all 4 MB/s: 1.5 s
+    assert done == [pytest.approx(1.5), pytest.approx(1.0)]
+
+
+def test_max_min_gives_spare_capacity_to_unconstrained_flows() -> None:
+    # node 0 uploads at 10 MB/s to nodes 1 and 2; node 1's downlink is only 2 MB/s, so flow 0->2 gets 8 MB/s
+    rates = max_min_rates(np.array([0, 0]), np.array([3 + 1, 3 + 2]),
+                          np.array([10 * MB, math.inf, math.inf, math.inf, 2 * MB, math.inf]))
+    assert rates.tolist() == [pytest.approx(2 * MB), pytest.approx(8 * MB)]
+
+
+def test_infinite_server_sends_to_many_nodes_each_at_their_downlink() -> None:
+    loop, net = make([math.inf, 1.0, 1.0], [math.inf, 2 * MB, 4 * MB])
+    done = arrivals(loop, net, [(0.0, 0, 1, 4 * MB), (0.0, 0, 2, 4 * MB)])
+    assert done == [pytest.approx(2.0), pytest.approx(1.0)]
+
+
+def test_infinite_links_on_both_ends_take_only_latency() -> None:
+    loop, net = make([math.inf, math.inf], [math.inf, math.inf], latency=0.25)
+    assert arrivals(loop, net, [(1.0, 0, 1, 123)]) == [pytest.approx(1.25)]
+
+
+def test_latency_is_added_after_the_transfer() -> None:
+    loop = EventLoop()
+    net = Network(loop, np.array([1 * MB, 1 * MB]), np.array([1 * MB, 1 * MB]),
+                  lambda u, v: 0.1 if (u, v) == (0, 1) else 0.3)
+    done = arrivals(loop, net, [(0.0, 0, 1, MB), (0.0, 1, 0, MB)])
+    assert done == [pytest.approx(1.1), pytest.approx(1.3)]
+
+
+def test_bytes_are_counted_per_sender_and_receiver() -> None:
+    loop, net = make([MB, MB, MB], [MB, MB, MB])
+    arrivals(loop, net, [(0.0, 0, 1, 100), (0.0, 0, 2, 50), (0.0, 2, 1, 7)])
+    assert net.bytes_sent.tolist() == [150, 0, 7]
+    assert net.bytes_received.tolist() == [0, 107, 50]
+    assert net.bytes_total == 157 and net.messages_sent == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    caps=st.lists(st.floats(min_value=1.0, max_value=100.0), min_size=6, max_size=6),
+    flows=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=12),
+)
+def test_max_min_rates_are_feasible_and_every_flow_has_a_saturated_bottleneck(caps, flows) -> None:
+    up = np.array([f[0] for f in flows])
+    down = np.array([3 + f[1] for f in flows])
+    capacity = np.array(caps)
+    rates = max_min_rates(up, down, capacity)
+    load = np.bincount(up, weights=rates, minlength=6) + np.bincount(down, weights=rates, minlength=6)
+    assert (load <= capacity * (1 + 1e-9)).all()
+    for i in range(len(flows)):
+        # a flow's bottleneck: a saturated resource on its path where no other flow gets more than it
+        ok = False
+        for r in (up[i], down[i]):
+            crossing = (up == r) | (down == r)
+            if load[r] >= capacity[r] * (1 - 1e-9) and rates[crossing].max() <= rates[i] * (1 + 1e-9):
+                ok = True
+        assert ok, (flows, caps, rates)
