@@ -112,3 +112,19 @@ def test_max_min_rates_are_feasible_and_every_flow_has_a_saturated_bottleneck(ca
             if load[r] >= capacity[r] * (1 - 1e-9) and rates[crossing].max() <= rates[i] * (1 + 1e-9):
                 ok = True
         assert ok, (flows, caps, rates)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    caps=st.lists(st.one_of(st.floats(min_value=1.0, max_value=100.0), st.just(math.inf)), min_size=8, max_size=8),
+    flows=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=16),
+)
+def test_small_and_vectorised_max_min_agree(caps, flows) -> None:
+    from plexus.sim.network import _max_min_small, _max_min_vectorised
+
+    up = np.array([f[0] for f in flows])
+    down = np.array([4 + f[1] for f in flows])
+    capacity = np.array(caps)
+    vectorised = _max_min_vectorised(up, down, capacity)
+    small = _max_min_small(up.tolist(), down.tolist(), capacity)
+    assert np.allclose(vectorised, small, rtol=1e-9)

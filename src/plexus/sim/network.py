@@ -59,6 +59,7 @@ class Network:
         self._on_arrival: list[Callable[[], None] | None] = [None] * size
         self._free = list(range(size - 1, -1, -1))
         self._active_count = 0
+        self._active_slots: np.ndarray | None = np.zeros(0, dtype=np.int64)  # None: recompute from the mask
         self._last_update = 0.0
         self._completion_timer: EventTimer | None = None
         self._reallocation_pending = False
@@ -80,6 +81,7 @@ class Network:
         self._active[slot] = True
         self._on_arrival[slot] = on_arrival
         self._active_count += 1
+        self._active_slots = None
         self.bytes_sent[src] += nbytes
         self.messages_sent += 1
         self._request_reallocation()
@@ -109,14 +111,19 @@ class Network:
             self._free.extend(range(new - 1, old - 1, -1))
         return self._free.pop()
 
+    def _slots(self) -> np.ndarray:
+        if self._active_slots is None:
+            self._active_slots = np.flatnonzero(self._active)
+        return self._active_slots
+
     def _advance(self) -> None:
+        # every active flow has a finite rate here: flows between two infinite links finish at the
+        # reallocation that gives them their (infinite) rate, and new flows wait at rate 0 until then
         now = self.loop.now
         elapsed = now - self._last_update
         if elapsed > 0 and self._active_count:
-            active = self._active
-            finite = active & np.isfinite(self._rate)
-            self._remaining[finite] -= self._rate[finite] * elapsed
-            self._remaining[active & ~finite] = 0.0
+            slots = self._slots()
+            self._remaining[slots] -= self._rate[slots] * elapsed
         self._last_update = now
 
     def _request_reallocation(self) -> None:
@@ -131,12 +138,12 @@ class Network:
         self._reallocate()
 
     def _finish_done(self) -> None:
-        active = np.flatnonzero(self._active)
-        if active.size == 0:
+        if not self._active_count:
             return
-        remaining = self._remaining[active]
-        tolerance = np.maximum(self._size[active] * 1e-9, 1e-6)
-        done = active[remaining <= tolerance]
+        active = self._slots()
+        done = active[self._remaining[active] <= np.maximum(self._size[active] * 1e-9, 1e-6)]
+        if done.size:
+            self._active_slots = None
         for slot in done.tolist():
             src = int(self._src[slot])
             dst = int(self._dst[slot])
@@ -161,11 +168,10 @@ class Network:
         if not self._active_count:
             return
         self.reallocations += 1
-        active = np.flatnonzero(self._active)
+        active = self._slots()
         rates = max_min_rates(self._src[active], self._dst[active] + self.endpoints, self._capacity)
         self._rate[active] = rates
-        with np.errstate(divide="ignore"):
-            seconds = np.where(np.isinf(rates), 0.0, self._remaining[active] / rates)
+        seconds = self._remaining[active] / rates  # infinite rate: 0 s
         soonest = float(seconds.min())
         if soonest <= 1e-12:
             # instantaneous transfers (infinite links, or rounding leftovers) finish now
@@ -182,11 +188,20 @@ def max_min_rates(up: np.ndarray, down: np.ndarray, capacity: np.ndarray) -> np.
     ``capacity`` is indexed by resource id and may hold ``inf``. Returns one rate per flow (``inf`` for a flow
     whose resources are both infinite).
     """
+    if up.size <= SMALL_FLOWS:
+        return np.array(_max_min_small(up.tolist(), down.tolist(), capacity), dtype=np.float64)
+    return _max_min_vectorised(up, down, capacity)
+
+
+def _max_min_vectorised(up: np.ndarray, down: np.ndarray, capacity: np.ndarray) -> np.ndarray:
     flows = up.size
-    resources = capacity.size
     rates = np.zeros(flows, dtype=np.float64)
-    if flows == 0:
-        return rates
+    if 8 * flows < capacity.size:
+        # few flows among many links: renumber the links they use so per-step counts stay small
+        used, inverse = np.unique(np.concatenate([up, down]), return_inverse=True)
+        up, down = inverse[:flows], inverse[flows:]
+        capacity = capacity[used]
+    resources = capacity.size
     spare = capacity.astype(np.float64, copy=True)
     unfrozen = np.arange(flows)
     while unfrozen.size:
@@ -211,6 +226,45 @@ def max_min_rates(up: np.ndarray, down: np.ndarray, capacity: np.ndarray) -> np.
             used += np.bincount(down[frozen[finite]], weights=frozen_rate[finite], minlength=resources)
             spare = np.maximum(spare - used, 0.0)
         unfrozen = unfrozen[~freeze]
+    return rates
+
+
+SMALL_FLOWS = 16
+
+
+def _max_min_small(up: list[int], down: list[int], capacity: np.ndarray) -> list[float]:
+    """Progressive filling in plain Python: NumPy's per-call cost dominates for a handful of flows."""
+    flows = len(up)
+    spare: dict[int, float] = {}
+    crossing: dict[int, list[int]] = {}
+    for flow in range(flows):
+        for resource in (up[flow], down[flow]):
+            if resource in crossing:
+                crossing[resource].append(flow)
+            else:
+                crossing[resource] = [flow]
+                spare[resource] = float(capacity[resource])
+    rates = [0.0] * flows
+    frozen = [False] * flows
+    left = flows
+    while left:
+        level = math.inf
+        bottleneck = -1
+        for resource, members in crossing.items():
+            if members:
+                share = spare[resource] / len(members)
+                if share < level or bottleneck < 0:
+                    level, bottleneck = share, resource
+        for flow in crossing[bottleneck]:
+            frozen[flow] = True
+            rates[flow] = level
+            left -= 1
+            for resource in (up[flow], down[flow]):
+                if level != math.inf:
+                    spare[resource] = max(spare[resource] - level, 0.0)
+                if resource != bottleneck:
+                    crossing[resource].remove(flow)
+        crossing[bottleneck] = []
     return rates
 
 
