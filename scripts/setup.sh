@@ -25,10 +25,9 @@ PY
 [ -d "$venv" ] || "$python_bin" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 torch_req="${PLEXUS_TORCH:-torch==2.13.0}"
-if [ "$torch_req" != "skip" ]; then
-  "${pip[@]}" install "$torch_req" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
-  "$venv/bin/python" -c "import torch" || { echo "plexus: installing $torch_req failed" >&2; exit 1; }
-fi
-"${pip[@]}" install -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+requirements=(-e ".[dev]")
+[ "$torch_req" = "skip" ] || requirements=("$torch_req" "${requirements[@]}")
+# one resolver run for torch and everything else; pip's notes about absent local mirrors are noise here
+"${pip[@]}" install "${requirements[@]}" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
 "$venv/bin/python" -c "import plexus, torch, sklearn" || { echo "plexus: installing the package failed" >&2; exit 1; }
 echo "$want" > "$stamp"
