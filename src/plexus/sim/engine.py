@@ -47,19 +47,22 @@ class EventLoop:
         return self._now
 
     def call_at(self, time: float, callback: Callable[..., Any], *args: Any) -> EventTimer:
-        if time < self._now:
+        if not time >= self._now:  # also refuses NaN
             raise ValueError(f"cannot schedule at {time}, before the current time {self._now}")
-        if math.isnan(time):
-            raise ValueError("cannot schedule at NaN")
         timer = EventTimer(time, callback, args)
         self._sequence += 1
         heapq.heappush(self._heap, (time, self._sequence, timer))
         return timer
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> EventTimer:
-        if delay < 0:
-            raise ValueError(f"negative delay {delay}")
-        return self.call_at(self._now + delay, callback, *args)
+        # the hot path of every simulation: call_at inlined
+        if not delay >= 0:
+            raise ValueError(f"negative or NaN delay {delay}")
+        time = self._now + delay
+        timer = EventTimer(time, callback, args)
+        self._sequence += 1
+        heapq.heappush(self._heap, (time, self._sequence, timer))
+        return timer
 
     def stop(self) -> None:
         """Stop after the event being processed."""
@@ -76,11 +79,10 @@ class EventLoop:
         processed = 0
         try:
             while heap and not self._stopped:
-                time, _, timer = heap[0]
-                if time > until:
+                if heap[0][0] > until:
                     self._now = until
                     break
-                pop(heap)
+                time, _, timer = pop(heap)
                 if timer._cancelled:
                     continue
                 self._now = time
