@@ -128,3 +128,29 @@ def test_small_and_vectorised_max_min_agree(caps, flows) -> None:
     vectorised = _max_min_vectorised(up, down, capacity)
     small = _max_min_small(up.tolist(), down.tolist(), capacity)
     assert np.allclose(vectorised, small, rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_python_and_numpy_flow_tables_give_the_same_arrivals(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import plexus.sim.network as network
+
+    rng = np.random.default_rng(seed)
+    nodes = 12
+    upload = rng.uniform(1e5, 1e7, nodes)
+    upload[0] = math.inf
+    download = rng.uniform(1e5, 1e7, nodes)
+    transfers = [(float(rng.uniform(0, 3)), int(a), int(b), int(rng.integers(1, 5 * MB)))
+                 for a, b in (rng.choice(nodes, 2, replace=False) for _ in range(80))]
+
+    def simulate(few_max: int, few_back: int) -> list[float]:
+        monkeypatch.setattr(network, "FEW_FLOWS_MAX", few_max)
+        monkeypatch.setattr(network, "FEW_FLOWS_BACK", few_back)
+        loop = EventLoop()
+        net = Network(loop, upload, download, lambda u, v: 0.01 * (u + v))
+        return arrivals(loop, net, transfers)
+
+    python_only = simulate(10**9, 0)
+    numpy_only = simulate(-1, -1)
+    switching = simulate(20, 8)
+    assert np.allclose(python_only, numpy_only, rtol=1e-9)
+    assert np.allclose(python_only, switching, rtol=1e-9)

@@ -10,6 +10,10 @@ The allocation is computed by progressive filling, vectorised with NumPy: at eac
 fair share is a local minimum (no flow through it has a smaller share elsewhere) freezes its flows at that
 share. Shares never decrease as flows freeze, so freezing all local minima at once gives the same allocation
 as freezing the single global minimum, in far fewer steps.
+
+Most of the time only a handful of transfers are in flight (a Plexus round moves s models), and NumPy's
+per-call cost would then dominate: below a threshold the flow table lives in plain Python lists, above it in
+NumPy arrays, with hysteresis between the two. Both give the same allocation (tests check it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,146 @@ import numpy as np
 from plexus.sim.engine import EventLoop, EventTimer
 
 LatencyFn = Callable[[int, int], float]
+
+
+Arrival = Callable[[], None]
+FEW_FLOWS_MAX = 32  # above this many transfers, switch to the NumPy flow table
+FEW_FLOWS_BACK = 12  # and back to plain Python below this many
+
+
+def _done_tolerance(size: float) -> float:
+    return max(size * 1e-9, 1e-6)
+
+
+class _FewFlows:
+    """Flow table for a handful of transfers: plain Python lists."""
+
+    def __init__(self) -> None:
+        self.src: list[int] = []
+        self.dst: list[int] = []
+        self.size: list[float] = []
+        self.remaining: list[float] = []
+        self.rate: list[float] = []
+        self.arrival: list[Arrival] = []
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def add(self, src: int, dst: int, size: float, remaining: float, arrival: Arrival) -> None:
+        self.src.append(src)
+        self.dst.append(dst)
+        self.size.append(size)
+        self.remaining.append(remaining)
+        self.rate.append(0.0)
+        self.arrival.append(arrival)
+
+    def advance(self, elapsed: float) -> None:
+        remaining, rate = self.remaining, self.rate
+        for i in range(len(remaining)):
+            remaining[i] -= rate[i] * elapsed
+
+    def pop_finished(self) -> list[tuple[int, int, float, Arrival]]:
+        done = [i for i in range(len(self.src)) if self.remaining[i] <= _done_tolerance(self.size[i])]
+        finished = [(self.src[i], self.dst[i], self.size[i], self.arrival[i]) for i in done]
+        for i in reversed(done):
+            for column in (self.src, self.dst, self.size, self.remaining, self.rate, self.arrival):
+                del column[i]
+        return finished
+
+    def reallocate(self, capacity: list[float], endpoints: int) -> float:
+        down = [d + endpoints for d in self.dst]
+        self.rate = rates = _max_min_small(self.src, down, capacity)
+        soonest = math.inf
+        for i, rate in enumerate(rates):
+            seconds = 0.0 if rate == math.inf else self.remaining[i] / rate
+            if seconds <= 1e-12:
+                self.remaining[i] = 0.0
+            soonest = min(soonest, seconds)
+        return soonest
+
+    def drain(self) -> list[tuple[int, int, float, float, Arrival]]:
+        return list(zip(self.src, self.dst, self.size, self.remaining, self.arrival, strict=True))
+
+
+class _ManyFlows:
+    """Flow table for many transfers: NumPy arrays with reusable slots."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.src = np.zeros(capacity, dtype=np.int64)
+        self.dst = np.zeros(capacity, dtype=np.int64)
+        self.size = np.zeros(capacity, dtype=np.float64)
+        self.remaining = np.zeros(capacity, dtype=np.float64)
+        self.rate = np.zeros(capacity, dtype=np.float64)
+        self.active = np.zeros(capacity, dtype=bool)
+        self.arrival: list[Arrival | None] = [None] * capacity
+        self.free = list(range(capacity - 1, -1, -1))
+        self.count = 0
+        self._slots: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def slots(self) -> np.ndarray:
+        if self._slots is None:
+            self._slots = np.flatnonzero(self.active)
+        return self._slots
+
+    def add(self, src: int, dst: int, size: float, remaining: float, arrival: Arrival) -> None:
+        if not self.free:
+            self._grow()
+        slot = self.free.pop()
+        self.src[slot], self.dst[slot], self.size[slot] = src, dst, size
+        self.remaining[slot], self.rate[slot] = remaining, 0.0
+        self.active[slot] = True
+        self.arrival[slot] = arrival
+        self.count += 1
+        self._slots = None
+
+    def _grow(self) -> None:
+        old = self.active.size
+        for name in ("src", "dst", "size", "remaining", "rate", "active"):
+            array = getattr(self, name)
+            grown = np.zeros(old * 2, dtype=array.dtype)
+            grown[:old] = array
+            setattr(self, name, grown)
+        self.arrival.extend([None] * old)
+        self.free.extend(range(2 * old - 1, old - 1, -1))
+
+    def advance(self, elapsed: float) -> None:
+        slots = self.slots()
+        self.remaining[slots] -= self.rate[slots] * elapsed
+
+    def pop_finished(self) -> list[tuple[int, int, float, Arrival]]:
+        slots = self.slots()
+        done = slots[self.remaining[slots] <= np.maximum(self.size[slots] * 1e-9, 1e-6)]
+        finished = []
+        for slot in done.tolist():
+            arrival = self.arrival[slot]
+            assert arrival is not None
+            finished.append((int(self.src[slot]), int(self.dst[slot]), float(self.size[slot]), arrival))
+            self.arrival[slot] = None
+            self.active[slot] = False
+            self.free.append(slot)
+        if finished:
+            self.count -= len(finished)
+            self._slots = None
+        return finished
+
+    def reallocate(self, capacity: np.ndarray, endpoints: int) -> float:
+        slots = self.slots()
+        rates = _max_min_vectorised(self.src[slots], self.dst[slots] + endpoints, capacity)
+        self.rate[slots] = rates
+        seconds = self.remaining[slots] / rates  # an infinite rate gives 0 s
+        instant = seconds <= 1e-12
+        if instant.any():
+            self.remaining[slots[instant]] = 0.0
+        return float(seconds.min())
+
+    def drain(self) -> list[tuple[int, int, float, float, Arrival]]:
+        slots = self.slots().tolist()
+        drained = [(int(self.src[s]), int(self.dst[s]), float(self.size[s]), float(self.remaining[s]),
+                    self.arrival[s]) for s in slots]
+        return drained  # type: ignore[return-value]
 
 
 class Network:
@@ -43,93 +187,59 @@ class Network:
         self.loop = loop
         self.endpoints = upload.size
         self._capacity = np.concatenate([upload, download])
+        self._capacity_list = self._capacity.tolist()
         self._latency = latency
         self.bytes_sent = np.zeros(self.endpoints, dtype=np.int64)
         self.bytes_received = np.zeros(self.endpoints, dtype=np.int64)
         self.messages_sent = 0
         self.reallocations = 0
-        # flow table (slots are reused)
-        size = 64
-        self._src = np.zeros(size, dtype=np.int64)
-        self._dst = np.zeros(size, dtype=np.int64)
-        self._size = np.zeros(size, dtype=np.float64)
-        self._remaining = np.zeros(size, dtype=np.float64)
-        self._rate = np.zeros(size, dtype=np.float64)
-        self._active = np.zeros(size, dtype=bool)
-        self._on_arrival: list[Callable[[], None] | None] = [None] * size
-        self._free = list(range(size - 1, -1, -1))
-        self._active_count = 0
-        self._active_slots: np.ndarray | None = np.zeros(0, dtype=np.int64)  # None: recompute from the mask
+        self._flows: _FewFlows | _ManyFlows = _FewFlows()
         self._last_update = 0.0
         self._completion_timer: EventTimer | None = None
         self._reallocation_pending = False
 
     # ------------------------------------------------------------------ public
-    def transfer(self, src: int, dst: int, nbytes: int, on_arrival: Callable[[], None]) -> None:
+    def transfer(self, src: int, dst: int, nbytes: int, on_arrival: Arrival) -> None:
         """Start carrying ``nbytes`` from ``src`` to ``dst``; ``on_arrival()`` runs when the last byte lands."""
         if nbytes <= 0:
             raise ValueError(f"a transfer must carry at least one byte, got {nbytes}")
         if src == dst:
             raise ValueError("a node does not send to itself over the network")
         self._advance()
-        slot = self._allocate_slot()
-        self._src[slot] = src
-        self._dst[slot] = dst
-        self._size[slot] = nbytes
-        self._remaining[slot] = nbytes
-        self._rate[slot] = 0.0
-        self._active[slot] = True
-        self._on_arrival[slot] = on_arrival
-        self._active_count += 1
-        self._active_slots = None
+        self._flows.add(src, dst, float(nbytes), float(nbytes), on_arrival)
+        if isinstance(self._flows, _FewFlows) and len(self._flows) > FEW_FLOWS_MAX:
+            self._switch_table(_ManyFlows())
         self.bytes_sent[src] += nbytes
         self.messages_sent += 1
-        self._request_reallocation()
+        if not self._reallocation_pending:
+            self._reallocation_pending = True
+            self.loop.call_later(0.0, self._reallocate)
 
     def latency(self, src: int, dst: int) -> float:
         return self._latency(src, dst)
 
     @property
     def active_transfers(self) -> int:
-        return self._active_count
+        return len(self._flows)
 
     @property
     def bytes_total(self) -> int:
         return int(self.bytes_sent.sum())
 
     # ---------------------------------------------------------------- internals
-    def _allocate_slot(self) -> int:
-        if not self._free:
-            old = self._active.size
-            new = old * 2
-            for name in ("_src", "_dst", "_size", "_remaining", "_rate", "_active"):
-                array = getattr(self, name)
-                grown = np.zeros(new, dtype=array.dtype)
-                grown[:old] = array
-                setattr(self, name, grown)
-            self._on_arrival.extend([None] * (new - old))
-            self._free.extend(range(new - 1, old - 1, -1))
-        return self._free.pop()
-
-    def _slots(self) -> np.ndarray:
-        if self._active_slots is None:
-            self._active_slots = np.flatnonzero(self._active)
-        return self._active_slots
+    def _switch_table(self, table: _FewFlows | _ManyFlows) -> None:
+        for src, dst, size, remaining, arrival in self._flows.drain():
+            table.add(src, dst, size, remaining, arrival)
+        self._flows = table
 
     def _advance(self) -> None:
         # every active flow has a finite rate here: flows between two infinite links finish at the
         # reallocation that gives them their (infinite) rate, and new flows wait at rate 0 until then
         now = self.loop.now
         elapsed = now - self._last_update
-        if elapsed > 0 and self._active_count:
-            slots = self._slots()
-            self._remaining[slots] -= self._rate[slots] * elapsed
+        if elapsed > 0 and len(self._flows):
+            self._flows.advance(elapsed)
         self._last_update = now
-
-    def _request_reallocation(self) -> None:
-        if not self._reallocation_pending:
-            self._reallocation_pending = True
-            self.loop.call_later(0.0, self._reallocate)
 
     def _on_completion_timer(self) -> None:
         self._completion_timer = None
@@ -138,24 +248,16 @@ class Network:
         self._reallocate()
 
     def _finish_done(self) -> None:
-        if not self._active_count:
+        if not len(self._flows):
             return
-        active = self._slots()
-        done = active[self._remaining[active] <= np.maximum(self._size[active] * 1e-9, 1e-6)]
-        if done.size:
-            self._active_slots = None
-        for slot in done.tolist():
-            src = int(self._src[slot])
-            dst = int(self._dst[slot])
-            nbytes = int(self._size[slot])
-            callback = self._on_arrival[slot]
-            self._on_arrival[slot] = None
-            self._active[slot] = False
-            self._active_count -= 1
-            self._free.append(slot)
-            self.loop.call_later(self._latency(src, dst), self._arrive, dst, nbytes, callback)
+        finished = self._flows.pop_finished()
+        call_later, latency = self.loop.call_later, self._latency
+        for src, dst, size, arrival in finished:
+            call_later(latency(src, dst), self._arrive, dst, int(size), arrival)
+        if isinstance(self._flows, _ManyFlows) and len(self._flows) < FEW_FLOWS_BACK:
+            self._switch_table(_FewFlows())
 
-    def _arrive(self, dst: int, nbytes: int, callback: Callable[[], None]) -> None:
+    def _arrive(self, dst: int, nbytes: int, callback: Arrival) -> None:
         self.bytes_received[dst] += nbytes
         callback()
 
@@ -165,21 +267,16 @@ class Network:
         if self._completion_timer is not None:
             self._completion_timer.cancel()
             self._completion_timer = None
-        if not self._active_count:
-            return
-        self.reallocations += 1
-        active = self._slots()
-        rates = max_min_rates(self._src[active], self._dst[active] + self.endpoints, self._capacity)
-        self._rate[active] = rates
-        seconds = self._remaining[active] / rates  # infinite rate: 0 s
-        soonest = float(seconds.min())
-        if soonest <= 1e-12:
+        while len(self._flows):
+            self.reallocations += 1
+            flows = self._flows
+            capacity = self._capacity_list if isinstance(flows, _FewFlows) else self._capacity
+            soonest = flows.reallocate(capacity, self.endpoints)  # type: ignore[arg-type]
+            if soonest > 1e-12:
+                self._completion_timer = self.loop.call_later(soonest, self._on_completion_timer)
+                return
             # instantaneous transfers (infinite links, or rounding leftovers) finish now
-            self._remaining[active[seconds <= 1e-12]] = 0.0
             self._finish_done()
-            self._reallocate()
-            return
-        self._completion_timer = self.loop.call_later(soonest, self._on_completion_timer)
 
 
 def max_min_rates(up: np.ndarray, down: np.ndarray, capacity: np.ndarray) -> np.ndarray:
@@ -232,7 +329,7 @@ def _max_min_vectorised(up: np.ndarray, down: np.ndarray, capacity: np.ndarray) 
 SMALL_FLOWS = 16
 
 
-def _max_min_small(up: list[int], down: list[int], capacity: np.ndarray) -> list[float]:
+def _max_min_small(up: list[int], down: list[int], capacity: list[float] | np.ndarray) -> list[float]:
     """Progressive filling in plain Python: NumPy's per-call cost dominates for a handful of flows."""
     flows = len(up)
     spare: dict[int, float] = {}
