@@ -47,7 +47,12 @@ class PlexusNode(Node):
 
     def aggregator(self, round: int) -> bytes:
         """Who aggregates the models trained in ``round``."""
-        candidates = self.sample(round + 1 if self.aggregate_from_next else round)
+        source = round + 1 if self.aggregate_from_next else round
+        membership = self.runtime.membership
+        return membership.memo(("plexus-aggregator", source, self.sample_size),
+                               lambda: self._fastest_uploader(self.sample(source)))
+
+    def _fastest_uploader(self, candidates: list[bytes]) -> bytes:
         membership = self.runtime.membership
         best = candidates[0]
         best_bandwidth = membership.info(best).upload_bps

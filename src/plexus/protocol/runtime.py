@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,6 +41,7 @@ class Membership:
         self._peers = {peer.node_id: peer for peer in peers}
         self._ids = sorted(self._peers)
         self._sample_cache: dict[tuple[int, int], list[bytes]] = {}
+        self._memo: dict[Hashable, Any] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -54,6 +55,17 @@ class Membership:
 
     def info(self, node_id: bytes) -> PeerInfo:
         return self._peers[node_id]
+
+    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """Cache a value derived only from this membership (e.g. a round's aggregator); nodes sharing one
+        view then compute it once. Bounded: the cache is emptied when it grows large."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            if len(self._memo) > 4096:
+                self._memo.clear()
+            value = self._memo[key] = compute()
+            return value
 
     def sample(self, round: int, size: int) -> list[bytes]:
         """:func:`plexus.protocol.sampling.derive_sample` over this membership, cached."""
@@ -99,8 +111,12 @@ class MetricsSink(ABC):
         """Increment a named counter (late models dropped, rounds skipped, ...)."""
 
     @abstractmethod
-    def round_duration(self, round: int, seconds: float) -> None:
-        """How long a round took, as its aggregator or server saw it."""
+    def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
+        """How long a round took, as its aggregator or server saw it.
+
+        Decentralized-learning nodes pass their own id as ``node``: every node has its own rounds there, and
+        the observer also learns from these calls how far each node has got (its round clock).
+        """
 
 
 class Runtime(ABC):

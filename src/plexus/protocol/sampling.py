@@ -28,5 +28,5 @@ def derive_sample(node_ids: Sequence[bytes], round: int, size: int) -> list[byte
         raise ValueError(f"sample size {size} exceeds the {len(node_ids)} known nodes")
     suffix = b"-" + str(round).encode()
     md5 = hashlib.md5
-    keyed = [(md5(node_id + suffix).digest(), node_id) for node_id in node_ids]
-    return [node_id for _, node_id in heapq.nsmallest(size, keyed)]
+    digests = [md5(node_id + suffix).digest() for node_id in node_ids]
+    return [node_id for _, node_id in heapq.nsmallest(size, zip(digests, node_ids, strict=True))]
