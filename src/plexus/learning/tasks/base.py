@@ -90,6 +90,22 @@ class Task(ABC):
     def build_model(self, data: TaskData) -> nn.Module:
         """A freshly initialised model (the caller seeds torch beforehand)."""
 
+    def nominal_parameters(self) -> int | None:
+        """Parameter count of the model on the task's reference dataset, without loading any data.
+
+        Used by ``plexus tasks`` to list model sizes cheaply. The default builds the model with ``data=None``
+        (works when the architecture does not depend on the data) without touching torch's global RNG; tasks
+        whose model size depends on the data (MovieLens' embeddings) either override this or set a class
+        attribute ``parameters`` (an int); otherwise None ("unknown until the data is loaded").
+        """
+        try:
+            with torch.random.fork_rng(devices=[]):
+                model = self.build_model(None)  # type: ignore[arg-type]
+            return int(sum(p.numel() for p in model.parameters()))
+        except Exception:
+            declared = getattr(self, "parameters", None)
+            return declared if isinstance(declared, int) and not isinstance(declared, bool) else None
+
     def loss_function(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         if self.metric == "rmse":
             return nn.functional.mse_loss
