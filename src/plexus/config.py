@@ -20,6 +20,9 @@ import tomli_w
 from plexus.errors import ConfigError
 
 SECTIONS = ("run", "task", "protocol", "system")
+# algorithms for which "sample_size <= nodes" is not the right check: D-PSGD and gossip never use s, and EL uses
+# it only as the default fanout, checked against nodes - 1 in _validate_decentralized
+SAMPLE_FREE_ALGORITHMS = ("dpsgd", "gossip", "el-local", "el-oracle")
 
 
 def _f(section: str, default: Any, help: str, **extra: Any) -> Any:
@@ -68,7 +71,9 @@ class Config:
     latency_matrix: str | None = _f("system", None, "N x N CSV of round-trip times in ms between sites")
     latency_values: str = _f("system", "rtt", "entries of --latency-matrix: rtt (halved) or one-way")
     compute_factor: float = _f("system", 1.0, "multiplies training time; 3 reproduces FedScale / Plexus code")
-    availability_trace: str | None = _f("system", None, "per-node online intervals (CSV, JSON or FLASH format)")
+    availability_trace: str | None = _f(
+        "system", None, "per-node online intervals: a CSV, JSON or FLASH file, or synthetic[:diurnal[:share=0.25,...]]"
+    )
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -162,7 +167,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def task_options(config: Config) -> dict[str, Any]:
     """The options a task's constructor receives."""
-    return {"model": config.model, "download": config.download, "alpha": config.alpha, "beta": config.beta}
+    return {"model": config.model, "download": config.download, "alpha": config.alpha, "beta": config.beta,
+            "nodes": config.nodes}
 
 
 def config_from_mapping(values: dict[str, Any], source: str = "config") -> Config:
@@ -202,7 +208,8 @@ def _validate(c: Config) -> None:
     need(c.nodes is not None and c.nodes >= 1, f"nodes = {c.nodes}: need at least 1 node")
     need(c.sample_size is not None and c.sample_size >= 1, f"sample_size = {c.sample_size}: must be >= 1")
     need(
-        c.sample_size is not None and c.nodes is not None and c.sample_size <= c.nodes,
+        c.sample_size is not None and c.nodes is not None
+        and (c.sample_size <= c.nodes or c.algorithm in SAMPLE_FREE_ALGORITHMS),
         f"sample_size = {c.sample_size} exceeds nodes = {c.nodes} (s must be <= the number of nodes)",
     )
     sf = c.success_fraction
@@ -223,6 +230,36 @@ def _validate(c: Config) -> None:
     need(c.latency_values in ("rtt", "one-way"), f"latency_values = {c.latency_values!r}: must be rtt or one-way")
     need(c.compute_factor >= 0 and math.isfinite(c.compute_factor),
          f"compute_factor = {c.compute_factor}: must be a non-negative number")
+    _validate_decentralized(c, need)
     for name in ("capacity_trace", "latency_matrix", "availability_trace"):
         path = getattr(c, name)
+        if name == "availability_trace" and path is not None:
+            from plexus.sim.traces.availability import is_synthetic_spec, parse_synthetic_spec
+
+            if is_synthetic_spec(path):
+                parse_synthetic_spec(path)  # raises ConfigError naming the bad parameter
+                continue
         need(path is None or Path(path).is_file(), f"{name} = {path}: file does not exist")
+
+
+def _validate_decentralized(c: Config, need: Any) -> None:
+    """The decentralized-learning baselines' options; graph feasibility only for the algorithm that uses it."""
+    from plexus.protocol.topologies import build_topology, parse_topology
+
+    spec = parse_topology(c.topology)  # raises ConfigError naming the bad value
+    need(c.mixing in ("uniform", "metropolis-hastings"),
+         f"mixing = {c.mixing!r}: must be 'uniform' or 'metropolis-hastings'")
+    need(c.round_timeout > 0 and math.isfinite(c.round_timeout),
+         f"round_timeout = {c.round_timeout}: must be a positive number of seconds")
+    need(c.eval_nodes >= 1, f"eval_nodes = {c.eval_nodes}: must be >= 1")
+    need(c.eval_interval is None or (c.eval_interval > 0 and math.isfinite(c.eval_interval)),
+         f"eval_interval = {c.eval_interval}: must be a positive number of seconds")
+    need(c.fanout is None or c.fanout >= 1, f"fanout = {c.fanout}: must be >= 1")
+    assert c.nodes is not None
+    if c.algorithm == "dpsgd":
+        build_topology(spec, c.nodes, c.seed)  # raises ConfigError when no such graph exists (cached for the run)
+    if c.algorithm in ("el-local", "el-oracle"):
+        fanout = c.fanout if c.fanout is not None else c.sample_size
+        source = "fanout" if c.fanout is not None else "fanout (default: sample_size)"
+        need(fanout is not None and fanout <= c.nodes - 1,
+             f"{source} = {fanout}: must be at most nodes - 1 = {c.nodes - 1} (a node sends to distinct others)")

@@ -1,7 +1,9 @@
 """The observer: the only party that sees global state. It evaluates models and decides when to stop.
 
 It is not a node and costs nodes nothing: evaluation happens outside virtual time. For algorithms that report
-global models (Plexus, FedAvg) it evaluates every ``eval_every`` rounds and stops the run after ``rounds``.
+global models (Plexus, FedAvg), :class:`Observer` evaluates every ``eval_every`` rounds and stops the run after
+``rounds``. Decentralized learning has no global model: :class:`NodesObserver` evaluates node models instead
+(see its docstring for when, which nodes, and what "round" means there).
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from plexus.learning.trainer import Evaluator
 from plexus.protocol.runtime import MetricsSink
+from plexus.rng import stream
 from plexus.sim.engine import EventLoop
 from plexus.sim.network import Network
 
@@ -67,8 +70,12 @@ class Observer(MetricsSink):
     def count(self, name: str, amount: int = 1) -> None:
         self.counters[name] += amount
 
-    def round_duration(self, round: int, seconds: float) -> None:
-        self.round_rows.append({"round": round, "node": "", "end_time_s": self.loop.now, "duration_s": seconds})
+    def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
+        self.round_rows.append({"round": round, "node": node_label(node), "end_time_s": self.loop.now,
+                                "duration_s": seconds})
+
+    def start(self) -> None:
+        """Called once before the nodes start (a hook for observers that schedule their own evaluations)."""
 
     # ------------------------------------------------------------- evaluation
     def evaluate_global(self) -> None:
@@ -107,3 +114,146 @@ class Observer(MetricsSink):
         if not values:
             return math.nan
         return max(values) if higher_is_better else min(values)
+
+
+def node_label(node: bytes | None) -> str:
+    """A node id as rounds.csv writes it: its text when printable ASCII (simulated ids), else hex."""
+    if node is None:
+        return ""
+    try:
+        text = node.decode("ascii")
+    except UnicodeDecodeError:
+        return node.hex()
+    return text if text.isprintable() else node.hex()
+
+
+def evaluated_nodes(nodes: int, eval_nodes: int, seed: int) -> list[int]:
+    """Which nodes a decentralized run evaluates: all when there are at most 100 (or at most ``eval_nodes``),
+    else a fixed seeded sample of ``eval_nodes``, drawn once so successive evaluations follow the same nodes
+    (a smoother curve than a fresh sample each time, and as representative on average)."""
+    if nodes <= max(100, eval_nodes):
+        return list(range(nodes))
+    return sorted(stream(seed, "eval-nodes").choice(nodes, size=eval_nodes, replace=False).tolist())
+
+
+class NodesObserver(Observer):
+    """Evaluation of decentralized-learning runs, where there is no global model.
+
+    **What**: at each evaluation the observer evaluates the current model (``Node.current_model()``) of every
+    node when there are at most 100 nodes, else of a fixed seeded sample of ``eval_nodes`` nodes, with the same
+    model template and :class:`~plexus.learning.trainer.Evaluator` as for global models, outside virtual time.
+    A metrics.csv row holds the mean metric, its (population) standard deviation across the evaluated nodes in
+    ``<metric>_std``, and the mean loss.
+
+    **Round clock**: synchronous algorithms (D-PSGD, EL) report ``round_duration(r, s, node)`` when a node
+    finishes its round r; the run's round is the *mean* number of rounds completed per node, floored (for
+    D-PSGD, whose nodes stay within a few rounds of each other, it is within the graph diameter of the
+    minimum; for EL-Local, whose nodes run at their own pace, the mean is the fair clock). For Gossip Learning
+    (``timed_rounds``) a round is one ``round_timeout`` of virtual time: round = floor(time / round_timeout).
+
+    **When**: every ``eval_interval`` virtual seconds when given; otherwise each time the round clock reaches
+    a multiple of ``eval_every`` (gossip: every ``eval_every x round_timeout`` seconds). The run stops once
+    the round clock reaches ``rounds`` (gossip: at ``rounds x round_timeout`` seconds) or at ``duration``, and
+    is evaluated then.
+    """
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        network: Network,
+        evaluator: Evaluator,
+        metric: str,
+        eval_every: int,
+        rounds: int | None,
+        train_seconds: Callable[[], float],
+        on_evaluation: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        node_ids: Sequence[bytes],
+        model_of: Callable[[int], np.ndarray | None],
+        evaluated: Sequence[int],
+        eval_interval: float | None = None,
+        round_timeout: float | None = None,
+    ) -> None:
+        super().__init__(loop, network, evaluator, metric, eval_every, rounds, train_seconds, on_evaluation)
+        self.nodes = len(node_ids)
+        self.index_of = {node_id: i for i, node_id in enumerate(node_ids)}
+        self.model_of = model_of
+        self.evaluated = list(evaluated)
+        self.eval_interval = eval_interval
+        self.round_timeout = round_timeout  # set for timed rounds (gossip)
+        self.node_rounds = np.zeros(self.nodes, dtype=np.int64)
+        self._completed_total = 0  # sum of node_rounds
+        self._last_evaluation_time = -math.inf
+
+    # ------------------------------------------------------------- clock
+    def current_round(self) -> int:
+        if self.round_timeout is not None:
+            return int(math.floor(self.loop.now / self.round_timeout + 1e-9))
+        return self._completed_total // self.nodes
+
+    def start(self) -> None:
+        interval = self.eval_interval
+        if self.round_timeout is not None:
+            if interval is None:
+                interval = self.eval_every * self.round_timeout
+            if self.rounds is not None:
+                self.loop.call_at(self.rounds * self.round_timeout, self._stop)
+        if interval is not None:
+            self.loop.call_at(interval, self._tick, interval, 1)
+
+    def _tick(self, interval: float, count: int) -> None:
+        self.evaluate_nodes()
+        # k x interval rather than repeated additions, so evaluation times do not drift
+        self.loop.call_at((count + 1) * interval, self._tick, interval, count + 1)
+
+    def _stop(self) -> None:
+        self.rounds_completed = self.current_round()
+        self.evaluate_nodes()
+        self.loop.stop()
+
+    # ------------------------------------------------------------- MetricsSink
+    def global_model(self, round: int, params: np.ndarray) -> None:
+        self.counters["global_models_ignored"] += 1
+
+    def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
+        super().round_duration(round, seconds, node)
+        index = self.index_of.get(node) if node is not None else None
+        if index is None or round <= self.node_rounds[index]:
+            return
+        self._completed_total += int(round - self.node_rounds[index])
+        self.node_rounds[index] = round
+        if self.round_timeout is not None:
+            return
+        clock = self.current_round()
+        if clock <= self.rounds_completed:
+            return
+        self.rounds_completed = clock
+        if self.rounds is not None and clock >= self.rounds:
+            self._stop()
+        elif self.eval_interval is None and clock % self.eval_every == 0:
+            self.evaluate_nodes()
+
+    # ------------------------------------------------------------- evaluation
+    def evaluate_nodes(self) -> None:
+        now = self.loop.now
+        if now == self._last_evaluation_time:
+            return
+        metrics, losses = [], []
+        for index in self.evaluated:
+            params = self.model_of(index)
+            if params is None:
+                continue
+            result = self.evaluator.evaluate(params)
+            metrics.append(result.metric)
+            losses.append(result.loss)
+        if not metrics:
+            return
+        self._last_evaluation_time = now
+        values = np.asarray(metrics, dtype=np.float64)
+        self.record(self.current_round(), float(values.mean()), float(values.std()), float(np.mean(losses)))
+
+    def finish(self) -> None:
+        """Evaluate the nodes' final models, unless that was just done."""
+        if self.round_timeout is not None:
+            self.rounds_completed = self.current_round()
+        self.evaluate_nodes()

@@ -21,13 +21,13 @@ from plexus.learning.tasks import task_class
 from plexus.learning.trainer import Evaluator, LocalTrainer, SGDSettings
 from plexus.metrics.results import LOG_FILE, Results
 from plexus.protocol.fedavg import SERVER_ID
-from plexus.protocol.registry import algorithm
+from plexus.protocol.registry import Algorithm, algorithm
 from plexus.protocol.runtime import Membership, PeerInfo
 from plexus.rng import stream, stream_seed
 from plexus.sim.compute import ComputeModel
 from plexus.sim.engine import EventLoop
 from plexus.sim.network import Network
-from plexus.sim.observer import Observer
+from plexus.sim.observer import NodesObserver, Observer, evaluated_nodes
 from plexus.sim.profiles import build_profiles
 from plexus.sim.world import World, node_id_of
 
@@ -84,6 +84,12 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
     profiles = build_profiles(config.nodes, config.seed, config.capacity_trace, config.latency_matrix,
                               config.latency_values)
     log.info("system: %s", profiles.description)
+    if config.availability_trace:
+        # loaded and checked now so that a bad trace fails fast; acting on it (churn) is not implemented yet
+        from plexus.sim.traces.availability import build_availability
+
+        availability = build_availability(config.availability_trace, config.nodes, config.seed)
+        log.info("%s (not acted on: churn is not simulated yet)", availability.describe())
     node_ids = [node_id_of(i) for i in range(config.nodes)]
     upload, download = profiles.upload_bps, profiles.download_bps
     latency = profiles.latency
@@ -107,10 +113,7 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
         for i in range(config.nodes)
     )
     world = World(config.seed, loop, network, compute, trainer, membership, node_ids, config.nodes, initial)
-    observer = Observer(
-        loop, network, evaluator, task.metric, int(config.eval_every or 1), config.rounds,
-        lambda: world.train_seconds_total, on_evaluation=progress,
-    )
+    observer = make_observer(config, spec, loop, network, evaluator, task.metric, world, progress)
     for _ in range(config.nodes):
         world.attach(lambda runtime: spec.node(runtime, config), observer)
     if spec.server is not None:
@@ -122,6 +125,7 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
 
     setup_wall = time.perf_counter() - wall_start
     loop_start = time.perf_counter()
+    observer.start()
     for node in world.nodes:
         node.start()
     loop.run(until=config.duration if config.duration is not None else math.inf)
@@ -132,6 +136,8 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
 
     wall = time.perf_counter() - wall_start
     summary = summarise(config, task, observer, world, model.size, trainer, evaluator)
+    if isinstance(observer, NodesObserver):
+        summary["evaluated_nodes"] = len(observer.evaluated)
     summary.update(wall_seconds=wall, setup_wall_seconds=setup_wall, loop_wall_seconds=loop_wall)
     work = trainer.wall_seconds + evaluator.wall_seconds
     summary["overhead_fraction"] = max(0.0, 1.0 - work / loop_wall) if loop_wall > 0 else 0.0
@@ -144,6 +150,38 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
     log.info("finished: %s", {k: results.summary[k] for k in ("rounds_completed", "virtual_seconds",
                                                                "wall_seconds")})
     return results
+
+
+def make_observer(
+    config: Config,
+    spec: Algorithm,
+    loop: EventLoop,
+    network: Network,
+    evaluator: Evaluator,
+    metric: str,
+    world: World,
+    progress: ProgressFn | None,
+) -> Observer:
+    """The observer the algorithm needs: global-model evaluation, or node-model evaluation for DL."""
+    eval_every = int(config.eval_every or 1)
+
+    def train_seconds() -> float:
+        return world.train_seconds_total
+
+    if spec.evaluation != "nodes":
+        return Observer(loop, network, evaluator, metric, eval_every, config.rounds, train_seconds,
+                        on_evaluation=progress)
+    assert config.nodes is not None
+    evaluated = evaluated_nodes(config.nodes, config.eval_nodes, config.seed)
+    log.info("evaluating %d of %d node models at each evaluation", len(evaluated), config.nodes)
+    return NodesObserver(
+        loop, network, evaluator, metric, eval_every, config.rounds, train_seconds, on_evaluation=progress,
+        node_ids=world.node_ids[: config.nodes],
+        model_of=lambda index: world.nodes[index].current_model(),
+        evaluated=evaluated,
+        eval_interval=config.eval_interval,
+        round_timeout=config.round_timeout if spec.timed_rounds else None,
+    )
 
 
 def summarise(

@@ -1,0 +1,159 @@
+"""D-PSGD (Lian et al., NeurIPS 2017): synchronous decentralized SGD over a communication topology.
+
+Every node runs the same loop, round r = 1, 2, ...:
+
+1. train ``local_steps`` SGD steps from its current model (round 1: the seeded initial model);
+2. send the trained model to its out-neighbours of round r (``ModelKind.NEIGHBOUR``, tagged with r);
+3. wait until it holds the round-r models of *all* its in-neighbours (models of later rounds that arrive
+   early are buffered, never mixed in);
+4. average them with its own trained model and start round r+1 from the result.
+
+There is no timeout: one slow node delays its neighbours, which delay theirs, exactly as in synchronous D-PSGD;
+that cost is what the comparison measures. Mixing weights (``--mixing``): ``uniform`` gives each of the
+deg(i) + 1 models weight 1 / (deg(i) + 1); ``metropolis-hastings`` gives neighbour j the weight
+1 / (1 + max(deg(i), deg(j))) and the node itself the rest (equal to uniform on regular graphs). Degrees are
+in-degrees of the round's graph. Every node derives the topology itself from the sorted membership and the
+experiment seed (:mod:`plexus.protocol.topologies`).
+
+A node reports ``metrics.round_duration(r, seconds, node)`` when it finishes round r (from the start of its
+training to the averaging), which is also how the observer follows the nodes' progress.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plexus.config import Config
+from plexus.protocol.aggregation import average
+from plexus.protocol.futures import Future
+from plexus.protocol.messages import ModelKind, ModelMessage
+from plexus.protocol.runtime import Node, Runtime, TrainResult
+from plexus.protocol.topologies import Topology, build_topology
+
+
+class SynchronousNeighbourNode(Node):
+    """The train / send / wait-for-all-in-neighbours / average loop shared by D-PSGD and EL-Oracle.
+
+    Subclasses say which topology round r uses and how to weight the models.
+    """
+
+    def __init__(self, runtime: Runtime, config: Config) -> None:
+        super().__init__(runtime)
+        self.config = config
+        self.local_steps = int(config.local_steps or 1)
+        self.ids = list(runtime.membership.ids())
+        self.position = {node_id: i for i, node_id in enumerate(self.ids)}
+        self.me = self.position[runtime.node_id]
+        self.round = 0  # the round being worked on (0 before start)
+        self.model: np.ndarray = runtime.initial_model()
+        self._trained: np.ndarray | None = None  # this round's trained model, once training finished
+        self._training: Future[TrainResult] | None = None
+        self._round_started = 0.0
+        self._inbox: dict[int, dict[int, np.ndarray]] = {}  # round -> sender position -> model
+        self._stopped = False
+
+    # ------------------------------------------------------------------ to override
+    def topology(self, round: int) -> Topology:
+        raise NotImplementedError
+
+    def mixing_weights(self, round: int, senders: list[int]) -> list[float] | None:
+        """Weights of [own model, *senders' models]; None means a plain average."""
+        return None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._begin(1, self.model)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._training is not None:
+            self._training.cancel()
+            self._training = None
+
+    def current_model(self) -> np.ndarray | None:
+        return self.model
+
+    def on_message(self, sender: bytes, message: ModelMessage) -> None:
+        if message.kind != ModelKind.NEIGHBOUR or self._stopped:
+            return
+        round = message.round
+        position = self.position.get(sender)
+        if position is None or round < self.round or position not in self.topology(round).in_neighbours(self.me,
+                                                                                                        round):
+            # a model of a finished round, or from a node that is not an in-neighbour of that round
+            self.runtime.metrics.count("unexpected_models_dropped")
+            return
+        bucket = self._inbox.setdefault(round, {})
+        if position in bucket:
+            self.runtime.metrics.count("duplicate_models_dropped")
+            return
+        bucket[position] = message.params
+        if round == self.round:
+            self._try_average()
+
+    # ------------------------------------------------------------------ the round
+    def _begin(self, round: int, params: np.ndarray) -> None:
+        self.round = round
+        self._trained = None
+        self._round_started = self.runtime.now()
+        future = self.runtime.train(params, self.local_steps)
+        self._training = future
+        future.add_done_callback(lambda done: self._on_trained(round, done))
+
+    def _on_trained(self, round: int, future: Future[TrainResult]) -> None:
+        if future.cancelled() or self._stopped or round != self.round:
+            return
+        self._training = None
+        params = future.result().params
+        self._trained = params
+        outgoing = self.topology(round).out_neighbours(self.me, round)
+        if outgoing:
+            message = ModelMessage(ModelKind.NEIGHBOUR, round, params, samples=self.runtime.local_samples)
+            for position in outgoing:
+                self.runtime.send(self.ids[position], message)
+        self._try_average()
+
+    def _try_average(self) -> None:
+        """Average once this round's own model and every in-neighbour's model are here; then next round."""
+        if self._trained is None or self._stopped:
+            return
+        round = self.round
+        expected = self.topology(round).in_neighbours(self.me, round)
+        received = self._inbox.get(round, {})
+        if len(received) < len(expected):
+            return
+        self._inbox.pop(round, None)
+        senders = list(expected)
+        models = [self._trained, *(received[p] for p in senders)]
+        weights = self.mixing_weights(round, senders)
+        self.model = average(models, weights) if len(models) > 1 else self._trained
+        self.runtime.metrics.round_duration(round, self.runtime.now() - self._round_started, self.runtime.node_id)
+        self._begin(round + 1, self.model)
+
+
+class DPSGDNode(SynchronousNeighbourNode):
+    """D-PSGD on ``config.topology`` with ``config.mixing`` weights."""
+
+    def __init__(self, runtime: Runtime, config: Config) -> None:
+        super().__init__(runtime, config)
+        self._topology = build_topology(config.topology, len(self.ids), config.seed)
+        self.metropolis_hastings = config.mixing == "metropolis-hastings"
+
+    def topology(self, round: int) -> Topology:
+        return self._topology
+
+    def mixing_weights(self, round: int, senders: list[int]) -> list[float] | None:
+        if not self.metropolis_hastings:
+            return None
+        return metropolis_hastings_weights(self._topology, self.me, senders, round)
+
+
+def metropolis_hastings_weights(topology: Topology, node: int, senders: list[int], round: int) -> list[float]:
+    """[w_ii, w_ij for j in senders] with w_ij = 1 / (1 + max(d_i, d_j)) and w_ii = 1 - sum_j w_ij.
+
+    The weights form a symmetric doubly-stochastic matrix on any undirected graph, which is what D-PSGD's
+    convergence needs when degrees differ.
+    """
+    own_degree = len(topology.in_neighbours(node, round))
+    others = [1.0 / (1 + max(own_degree, len(topology.in_neighbours(j, round)))) for j in senders]
+    return [1.0 - sum(others), *others]

@@ -1,0 +1,132 @@
+"""A tiny fake world for unit tests of decentralized-learning protocol logic.
+
+Training takes a fixed (per-node) virtual time and adds ``increment(node)`` to every parameter, so a test can
+predict every model exactly; messages arrive after a fixed delay. It runs on the simulator's event loop but
+uses none of its network, compute or learning code, so a test isolates the protocol.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from plexus.protocol.futures import Future
+from plexus.protocol.messages import ModelMessage
+from plexus.protocol.runtime import Membership, MetricsSink, Node, PeerInfo, Runtime, Timer, TrainResult
+from plexus.sim.engine import EventLoop
+
+
+class RecordingSink(MetricsSink):
+    def __init__(self, loop: EventLoop) -> None:
+        self.loop = loop
+        self.counters: Counter[str] = Counter()
+        self.rounds: list[tuple[int, bytes | None, float, float]] = []  # (round, node, end time, duration)
+
+    def global_model(self, round: int, params: np.ndarray) -> None:
+        raise AssertionError("decentralized nodes never report global models")
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.counters[name] += amount
+
+    def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
+        self.rounds.append((round, node, self.loop.now, seconds))
+
+
+class FakeRuntime(Runtime):
+    def __init__(self, world: FakeWorld, index: int) -> None:
+        self.world = world
+        self.index = index
+        self.node_id = world.ids[index]
+        self.rng = np.random.default_rng([world.seed, index])
+        self.metrics = world.sink
+        self.trainings = 0
+
+    def now(self) -> float:
+        return self.world.loop.now
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        return self.world.loop.call_later(delay, callback, *args)
+
+    def send(self, peer: bytes, message: ModelMessage) -> None:
+        world = self.world
+        dst = world.index_of[peer]
+        world.sent.append((world.loop.now, self.index, dst, message))
+        world.loop.call_later(world.delay, world.deliver, self.index, dst, message)
+
+    def train(self, params: np.ndarray, steps: int) -> Future[TrainResult]:
+        world = self.world
+        future: Future[TrainResult] = Future()
+        result = np.asarray(params, dtype=np.float32) + np.float32(world.increment(self.index))
+
+        def complete() -> None:
+            self.trainings += 1
+            future.set_result(TrainResult(result, 0.0, steps))
+
+        timer = world.loop.call_later(world.train_time(self.index), complete)
+        future._on_cancel = timer.cancel
+        return future
+
+    @property
+    def membership(self) -> Membership:
+        return self.world.membership
+
+    def initial_model(self) -> np.ndarray:
+        return self.world.initial
+
+    @property
+    def local_samples(self) -> int:
+        return 10
+
+
+class FakeWorld:
+    """``n`` nodes with ids sorted in index order; ``make_node(runtime)`` builds each node."""
+
+    def __init__(
+        self,
+        n: int,
+        make_node: Callable[[Runtime], Node],
+        *,
+        train_time: Callable[[int], float] = lambda i: 1.0,
+        increment: Callable[[int], float] = lambda i: float(i + 1),
+        delay: float = 0.25,
+        parameters: int = 3,
+        seed: int = 0,
+        upload_bps: float = float("inf"),
+    ) -> None:
+        self.loop = EventLoop()
+        self.seed = seed
+        self.ids = [f"node-{i:04d}".encode() for i in range(n)]
+        self.index_of = {node_id: i for i, node_id in enumerate(self.ids)}
+        self.membership = Membership(PeerInfo(node_id, upload_bps, upload_bps) for node_id in self.ids)
+        self.train_time = train_time
+        self.increment = increment
+        self.delay = delay
+        initial = np.zeros(parameters, dtype=np.float32)
+        initial.flags.writeable = False
+        self.initial = initial
+        self.sink = RecordingSink(self.loop)
+        self.sent: list[tuple[float, int, int, ModelMessage]] = []
+        self.delivered: list[tuple[float, int, int, ModelMessage]] = []
+        self.runtimes = [FakeRuntime(self, i) for i in range(n)]
+        self.nodes = [make_node(runtime) for runtime in self.runtimes]
+
+    def deliver(self, src: int, dst: int, message: ModelMessage) -> None:
+        self.delivered.append((self.loop.now, src, dst, message))
+        self.nodes[dst].on_message(self.ids[src], message)
+
+    def run(self, until: float, stop: bool = True) -> None:
+        """Start every node, run to ``until``, then stop them (unless ``stop`` is False)."""
+        for node in self.nodes:
+            node.start()
+        self.loop.run(until=until)
+        if stop:
+            for node in self.nodes:
+                node.stop()
+
+    def rounds_of(self, index: int) -> list[tuple[int, float, float]]:
+        """(round, end time, duration) of every round node ``index`` completed."""
+        node_id = self.ids[index]
+        return [(r, end, duration) for r, node, end, duration in self.sink.rounds if node == node_id]
