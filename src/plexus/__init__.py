@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from plexus.config import Config
+    from plexus.metrics.analysis import Comparison
     from plexus.metrics.results import Results
 
 
@@ -35,4 +36,30 @@ def simulate(config: Config | dict[str, Any] | str | Path, **overrides: Any) -> 
     return run_simulation(config)
 
 
-__all__ = ["__version__", "simulate"]
+def study(
+    config: Config | dict[str, Any] | str | Path,
+    algorithms: list[str] | None = None,
+    topologies: list[str] | None = None,
+    **options: Any,
+) -> list[Results]:
+    """Run several algorithms (or D-PSGD topologies, or a TOML's ``[runs.NAME]`` tables) on the same task,
+    partition, traces and seed, into ``<out>/<name>/``, and write their comparison to ``<out>/comparison/``.
+
+    ``options`` are ``runs``, ``out``, ``progress`` and config overrides; see :func:`plexus.studies.study`.
+    """
+    from plexus.studies import study as run
+
+    return run(config, algorithms=algorithms, topologies=topologies, **options)
+
+
+def compare(directories: list[str | Path], target: float | None = None, out: str | Path | None = None) -> Comparison:
+    """Compare results folders (TTA, CTA, RTA, accuracy); with ``out``, also write the table and figures there."""
+    from plexus.metrics.analysis import compare as build
+
+    comparison = build(directories, target=target)
+    if out is not None:
+        comparison.write(out)
+    return comparison
+
+
+__all__ = ["__version__", "compare", "simulate", "study"]

@@ -1,5 +1,5 @@
 """Subcommands of the ``plexus`` CLI; each module has ``register(subparsers)`` that sets ``handler``."""
 
-from plexus.commands import simulate
+from plexus.commands import compare, simulate, tasks, traces
 
-SUBCOMMANDS = [simulate]
+SUBCOMMANDS = [simulate, compare, traces, tasks]

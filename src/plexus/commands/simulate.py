@@ -1,7 +1,9 @@
-"""``plexus simulate``: run an experiment in virtual time.
+"""``plexus simulate``: run an experiment in virtual time, or a study of several.
 
 Options come from a TOML file (``--config``) overridden by flags; every field of
-:class:`plexus.config.Config` has a flag of the same name.
+:class:`plexus.config.Config` has a flag of the same name. A comma list in ``--algorithm`` or ``--topology``,
+or ``[runs.NAME]`` tables in the file, make a study (see :mod:`plexus.studies`): the runs go to
+``<out>/<name>/`` and their comparison to ``<out>/comparison/``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from plexus.commands.progress import ProgressBar, print_summary_table
 from plexus.config import Config, coerce, config_from_mapping, field_types, load_toml, typing_args
-from plexus.errors import ConfigError
+from plexus.studies import is_study
 
 FLAG_ALIASES = {"out": ["-o"]}
 
@@ -35,15 +37,22 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    values: dict[str, Any] = load_toml(args.config) if args.config else {}
-    values.pop("runs", None)
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given as flags, converted to their fields' types."""
+    values: dict[str, Any] = {}
     for name in Config.field_names():
         raw = getattr(args, name, None)
         if raw is not None:
             if isinstance(raw, str) and raw.lower() in ("inf", "infinity") and name == "server_bandwidth":
                 raw = math.inf
             values[name] = coerce(name, raw, f"--{name.replace('_', '-')}")
+    return values
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    values: dict[str, Any] = load_toml(args.config) if args.config else {}
+    values.pop("runs", None)
+    values.update(flag_values(args))
     return config_from_mapping(values, args.config or "command line")
 
 
@@ -51,11 +60,28 @@ def run(args: argparse.Namespace) -> int:
     from plexus.config import resolve
     from plexus.sim.simulation import run_simulation
 
+    file_values: dict[str, Any] = load_toml(args.config) if args.config else {}
+    flags = flag_values(args)
+    if is_study({**file_values, **flags}):
+        return run_study_command(args, file_values, flags)
     config = resolve(config_from_args(args))
-    if config.algorithm and "," in config.algorithm:
-        raise ConfigError("several algorithms at once need the comparison study support (not available)")
     bar = ProgressBar(config, enabled=not args.quiet)
     results = run_simulation(config, progress=bar.update)
     bar.close()
     print_summary_table([results], stream=sys.stdout)
+    return 0
+
+
+def run_study_command(args: argparse.Namespace, file_values: dict[str, Any], flags: dict[str, Any]) -> int:
+    """Several runs: plan (and check) them all, run each, then print and save their comparison."""
+    from plexus.studies import plan_study, run_study
+
+    runs = file_values.pop("runs", None)
+    source = args.config or "command line"
+    study = plan_study(file_values, runs, flags, source)
+    out = flags.get("out") or file_values.get("out")
+    if not args.quiet:
+        names = ", ".join(run.name for run in study)
+        print(f"study of {len(study)} runs: {names}", file=sys.stderr)
+    run_study(study, out, progress=not args.quiet, stream=sys.stdout)
     return 0
