@@ -40,6 +40,7 @@ class EventLoop:
         self._sequence = 0
         self._now = 0.0
         self._stopped = False
+        self._deferred: list[Callable[[], Any]] = []
         self.events_processed = 0
 
     @property
@@ -64,6 +65,20 @@ class EventLoop:
         heapq.heappush(self._heap, (time, self._sequence, timer))
         return timer
 
+    def defer(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` right after the current event, before any other event: a way to coalesce work
+        that one event triggers many times (e.g. recomputing bandwidth shares) without a trip through the heap.
+        Outside :meth:`run` it runs at the start of the next :meth:`run`."""
+        self._deferred.append(callback)
+
+    def _run_deferred(self) -> None:
+        deferred = self._deferred
+        while deferred:
+            batch = deferred[:]
+            deferred.clear()
+            for callback in batch:
+                callback()
+
     def stop(self) -> None:
         """Stop after the event being processed."""
         self._stopped = True
@@ -77,6 +92,9 @@ class EventLoop:
         pop = heapq.heappop
         self._stopped = False
         processed = 0
+        deferred = self._deferred
+        if deferred:
+            self._run_deferred()
         try:
             while heap and not self._stopped:
                 if heap[0][0] > until:
@@ -88,6 +106,8 @@ class EventLoop:
                 self._now = time
                 processed += 1
                 timer.callback(*timer.args)
+                if deferred:
+                    self._run_deferred()
             else:
                 if not heap and until != math.inf and not self._stopped:
                     self._now = max(self._now, until)

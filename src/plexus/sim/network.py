@@ -2,8 +2,8 @@
 
 A message of B bytes from u to v occupies u's uplink and v's downlink until its B bytes have been carried,
 then arrives after the one-way latency(u, v). Transfers that overlap in time share each link by max-min
-fairness, recomputed whenever a transfer starts or ends (all changes at one virtual instant are coalesced
-into one recomputation). Capacities may be infinite (an FL server); a transfer between two infinite links
+fairness, recomputed whenever a transfer starts or ends (all transfers one event starts are coalesced into one
+recomputation). Capacities may be infinite (an FL server); a transfer between two infinite links
 takes no time beyond its latency.
 
 The allocation is computed by progressive filling, vectorised with NumPy: at each step every resource whose
@@ -213,7 +213,7 @@ class Network:
         self.messages_sent += 1
         if not self._reallocation_pending:
             self._reallocation_pending = True
-            self.loop.call_later(0.0, self._reallocate)
+            self.loop.defer(self._reallocate)
 
     def latency(self, src: int, dst: int) -> float:
         return self._latency(src, dst)
@@ -330,38 +330,47 @@ SMALL_FLOWS = 16
 
 
 def _max_min_small(up: list[int], down: list[int], capacity: list[float] | np.ndarray) -> list[float]:
-    """Progressive filling in plain Python: NumPy's per-call cost dominates for a handful of flows."""
+    """Progressive filling in plain Python (NumPy's per-call cost dominates for a handful of flows), freezing
+    every local-minimum resource at once like the vectorised version: a star of flows into (or out of) one
+    node, the common case, is then settled in one or two steps."""
     flows = len(up)
+    if flows == 1:
+        return [min(float(capacity[up[0]]), float(capacity[down[0]]))]
     spare: dict[int, float] = {}
     crossing: dict[int, list[int]] = {}
     for flow in range(flows):
         for resource in (up[flow], down[flow]):
-            if resource in crossing:
-                crossing[resource].append(flow)
-            else:
+            members = crossing.get(resource)
+            if members is None:
                 crossing[resource] = [flow]
                 spare[resource] = float(capacity[resource])
+            else:
+                members.append(flow)
     rates = [0.0] * flows
-    frozen = [False] * flows
-    left = flows
-    while left:
-        level = math.inf
-        bottleneck = -1
+    while crossing:
+        share = {resource: spare[resource] / len(members) for resource, members in crossing.items()}
+        frozen: list[tuple[int, float]] = []
         for resource, members in crossing.items():
-            if members:
-                share = spare[resource] / len(members)
-                if share < level or bottleneck < 0:
-                    level, bottleneck = share, resource
-        for flow in crossing[bottleneck]:
-            frozen[flow] = True
+            level = share[resource]
+            for flow in members:
+                other = down[flow] if up[flow] == resource else up[flow]
+                if share[other] < level:
+                    break
+            else:
+                frozen.extend((flow, level) for flow in members)
+        done: set[int] = set()
+        for flow, level in frozen:
+            if flow in done:
+                continue  # crosses two local minima with the same share
+            done.add(flow)
             rates[flow] = level
-            left -= 1
             for resource in (up[flow], down[flow]):
                 if level != math.inf:
                     spare[resource] = max(spare[resource] - level, 0.0)
-                if resource != bottleneck:
-                    crossing[resource].remove(flow)
-        crossing[bottleneck] = []
+                members = crossing[resource]
+                members.remove(flow)
+                if not members:
+                    del crossing[resource]
     return rates
 
 

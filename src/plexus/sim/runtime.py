@@ -31,8 +31,15 @@ class SimRuntime(Runtime):
         self.index = index
         self.node_id = node_id
         self.metrics = metrics
-        self.rng = stream(world.seed, "node-rng", index)
+        self._rng: np.random.Generator | None = None
         self._jobs = 0
+
+    @property  # type: ignore[override]
+    def rng(self) -> np.random.Generator:
+        """This node's own seeded stream, created on first use (most nodes of a large run never need one)."""
+        if self._rng is None:
+            self._rng = stream(self.world.seed, "node-rng", self.index)
+        return self._rng
 
     def now(self) -> float:
         return self.world.loop.now
