@@ -8,7 +8,6 @@ Decoding treats its input as hostile: sizes are checked before anything is alloc
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
@@ -31,32 +30,40 @@ class ModelKind(IntEnum):
     GOSSIP = 5  # a gossip-learning model with its age
 
 
-@dataclass(frozen=True, eq=False)
 class ModelMessage:
-    """A model on the wire. ``params`` is read-only: receivers copy before they modify."""
+    """A model on the wire. Immutable, and ``params`` is read-only: receivers copy before they modify.
 
+    A plain slotted class rather than a frozen dataclass: millions are created in a large simulation.
+    """
+
+    __slots__ = ("kind", "round", "params", "samples", "age", "wire_size")
     kind: ModelKind
     round: int
     params: np.ndarray
-    samples: int = 0
-    age: int = 0
-    _size: int = field(init=False, repr=False, compare=False)
+    samples: int
+    age: int
+    wire_size: int  # bytes of :func:`encode`, computed without encoding
 
-    def __post_init__(self) -> None:
-        params = self.params
+    def __init__(self, kind: ModelKind, round: int, params: np.ndarray, samples: int = 0, age: int = 0) -> None:
         if params.dtype != np.float32 or params.ndim != 1:
             params = np.ascontiguousarray(params, dtype=np.float32).reshape(-1)
-            object.__setattr__(self, "params", params)
         if params.flags.writeable:
             params = params.view()
             params.flags.writeable = False
-            object.__setattr__(self, "params", params)
-        object.__setattr__(self, "_size", HEADER_BYTES + 4 * params.size)
+        setattr_ = object.__setattr__
+        setattr_(self, "kind", kind)
+        setattr_(self, "round", round)
+        setattr_(self, "params", params)
+        setattr_(self, "samples", samples)
+        setattr_(self, "age", age)
+        setattr_(self, "wire_size", HEADER_BYTES + 4 * params.size)
 
-    @property
-    def wire_size(self) -> int:
-        """Bytes of :func:`encode` (computed without encoding)."""
-        return self._size
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ModelMessage is immutable (tried to set {name})")
+
+    def __repr__(self) -> str:
+        return (f"ModelMessage(kind={self.kind!r}, round={self.round}, params=<{self.params.size} floats>, "
+                f"samples={self.samples}, age={self.age})")
 
 
 def encode(message: ModelMessage) -> bytes:
