@@ -49,13 +49,6 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    values: dict[str, Any] = load_toml(args.config) if args.config else {}
-    values.pop("runs", None)
-    values.update(flag_values(args))
-    return config_from_mapping(values, args.config or "command line")
-
-
 def run(args: argparse.Namespace) -> int:
     from plexus.config import resolve
     from plexus.sim.simulation import run_simulation
@@ -64,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     flags = flag_values(args)
     if is_study({**file_values, **flags}):
         return run_study_command(args, file_values, flags)
-    config = resolve(config_from_args(args))
+    single = {key: value for key, value in file_values.items() if key != "runs"}
+    config = resolve(config_from_mapping({**single, **flags}, args.config or "command line"))
     bar = ProgressBar(config, enabled=not args.quiet)
     results = run_simulation(config, progress=bar.update)
     bar.close()
