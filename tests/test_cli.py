@@ -43,6 +43,7 @@ def test_config_file_is_read_and_flags_override_it(tmp_path: Path) -> None:
         (["simulate", "--task", "nope"], "unknown task 'nope'"),
         (["simulate", "--partition", "dirichlet:x"], "dirichlet:x"),
         (["simulate", "--lr", "fast"], "lr = 'fast'"),
+        (["simulate", "--seed", "-1"], "seed = -1: must be a non-negative integer"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_code_2(argv, message, capsys: pytest.CaptureFixture[str]) -> None:

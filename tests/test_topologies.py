@@ -159,3 +159,15 @@ def test_config_validation_of_the_baselines_options(tmp_path: object) -> None:
     # the graph is only checked for the algorithm that uses it; s does not matter to D-PSGD
     resolve(Config(algorithm="plexus", nodes=20, topology="regular:3", sample_size=5))
     resolve(Config(algorithm="dpsgd", nodes=6, topology="regular:2"))
+
+
+@pytest.mark.parametrize("n, k", [(16, 13), (16, 14), (20, 17), (25, 23), (50, 40), (12, 11)])
+def test_dense_oracle_graphs_are_drawn_every_round(n: int, k: int) -> None:
+    from plexus.protocol.topologies import random_regular_digraph
+
+    for round_ in range(1, 41):
+        graph = random_regular_digraph(n, k, seed=3, round=round_)
+        for node in range(n):
+            out = graph.out_neighbours(node, round_)
+            assert len(out) == len(set(out)) == k and node not in out
+            assert len(graph.in_neighbours(node, round_)) == k

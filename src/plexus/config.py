@@ -205,6 +205,7 @@ def _validate(c: Config) -> None:
         if not condition:
             raise ConfigError(message)
 
+    need(c.seed >= 0, f"seed = {c.seed}: must be a non-negative integer")
     need(c.nodes is not None and c.nodes >= 1, f"nodes = {c.nodes}: need at least 1 node")
     need(c.sample_size is not None and c.sample_size >= 1, f"sample_size = {c.sample_size}: must be >= 1")
     need(

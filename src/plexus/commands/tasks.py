@@ -133,7 +133,8 @@ def inspect_task(
     if nodes is not None and nodes < 1:
         raise ConfigError(f"--nodes {nodes}: need at least one node")
     spec = parse_partition(partition_spec or cls.defaults.partition)
-    task = cls(task_options(Config(task=name, model=model)))
+    # generated tasks (synthetic) make as many users as the run has nodes: say how many
+    task = cls(task_options(Config(task=name, model=model, nodes=nodes or cls.defaults.nodes)))
     data = task.load(data_path, seed)
     train = len(data.train)
     note = None

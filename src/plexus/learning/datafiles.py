@@ -13,6 +13,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +81,7 @@ def load_npz_cache(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
         return None
 
 

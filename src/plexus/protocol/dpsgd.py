@@ -41,8 +41,8 @@ class SynchronousNeighbourNode(Node):
         super().__init__(runtime)
         self.config = config
         self.local_steps = int(config.local_steps or 1)
-        self.ids = list(runtime.membership.ids())
-        self.position = {node_id: i for i, node_id in enumerate(self.ids)}
+        self.ids = runtime.membership.ids()  # shared by every node of a simulation: never modified
+        self.position = runtime.membership.positions()
         self.me = self.position[runtime.node_id]
         self.round = 0  # the round being worked on (0 before start)
         self.model: np.ndarray = runtime.initial_model()

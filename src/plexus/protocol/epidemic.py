@@ -69,9 +69,10 @@ class ELLocalNode(Node):
         super().__init__(runtime)
         self.local_steps = int(config.local_steps or 1)
         self.fanout = fanout_of(config)
-        self._peers = [node for node in runtime.membership.ids() if node != runtime.node_id]
-        if self.fanout > len(self._peers):
-            raise ValueError(f"fanout {self.fanout} exceeds the {len(self._peers)} other nodes")
+        self._others = len(runtime.membership) - 1
+        self._me = runtime.membership.positions()[runtime.node_id]
+        if self.fanout > self._others:
+            raise ValueError(f"fanout {self.fanout} exceeds the {self._others} other nodes")
         membership = runtime.membership
         self._upload_bps = membership.info(runtime.node_id).upload_bps if runtime.node_id in membership else math.inf
         self.round = 0
@@ -105,8 +106,9 @@ class ELLocalNode(Node):
 
     def choose_peers(self) -> list[bytes]:
         """s distinct peers, uniformly among the other nodes, from this node's own seeded RNG."""
-        chosen = self.runtime.rng.choice(len(self._peers), size=self.fanout, replace=False)
-        return [self._peers[i] for i in sorted(chosen.tolist())]
+        chosen = self.runtime.rng.choice(self._others, size=self.fanout, replace=False)
+        membership = self.runtime.membership
+        return [membership.other(self._me, i) for i in sorted(chosen.tolist())]
 
     def _begin(self, round: int) -> None:
         self.round = round

@@ -49,7 +49,8 @@ class GossipNode(Node):
         self.model: np.ndarray = runtime.initial_model()
         self.age = 0
         self.sends = 0
-        self._peers = [node for node in runtime.membership.ids() if node != runtime.node_id]
+        self._others = len(runtime.membership) - 1
+        self._me = runtime.membership.positions()[runtime.node_id]
         self._training: Future[TrainResult] | None = None
         self._timer: Timer | None = None
         self._stopped = False
@@ -77,8 +78,8 @@ class GossipNode(Node):
         if self._stopped:
             return
         self.sends += 1
-        if self.age > 0 and self._peers:
-            peer = self._peers[int(self.runtime.rng.integers(len(self._peers)))]
+        if self.age > 0 and self._others:
+            peer = self.runtime.membership.other(self._me, int(self.runtime.rng.integers(self._others)))
             self.runtime.send(peer, ModelMessage(ModelKind.GOSSIP, self.sends, self.model, age=self.age))
         self._timer = self.runtime.call_later(self.period, self._gossip)
 

@@ -56,6 +56,15 @@ class Membership:
     def info(self, node_id: bytes) -> PeerInfo:
         return self._peers[node_id]
 
+    def positions(self) -> dict[bytes, int]:
+        """Each known id's index in :meth:`ids`; built once and shared (do not modify)."""
+        return self.memo("positions", lambda: {node_id: i for i, node_id in enumerate(self._ids)})
+
+    def other(self, me: int, index: int) -> bytes:
+        """The ``index``-th known node other than the one at position ``me`` (0 <= index < len - 1): lets a
+        node draw a random peer without keeping its own list of everyone else."""
+        return self._ids[index + 1 if index >= me else index]
+
     def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """Cache a value derived only from this membership (e.g. a round's aggregator); nodes sharing one
         view then compute it once. Bounded: the cache is emptied when it grows large."""

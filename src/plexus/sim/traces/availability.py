@@ -270,14 +270,17 @@ def _from_json_document(document: Any, path: Path) -> AvailabilityTrace:
 
 
 def _from_csv(text: str, path: Path) -> AvailabilityTrace:
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    # keep each row's file line number for error messages: remember it beside the rows we keep
+    kept = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
+            if line.strip() and not line.lstrip().startswith("#")]
+    line_numbers = [number for number, _ in kept[1:]]
+    reader = csv.DictReader(io.StringIO("\n".join(line for _, line in kept)))
     header = [name.strip() for name in (reader.fieldnames or [])]
     reader.fieldnames = header
     if not {"device", "start", "end"} <= set(header):
         raise DataError(f"availability trace {path}: CSV header {header} lacks the columns device,start,end")
     table: dict[str, list[tuple[float, float]]] = {}
-    for number, row in enumerate(reader, start=2):
+    for number, row in zip(line_numbers, reader, strict=False):
         device = (row.get("device") or "").strip()
         where = f"line {number} (device {device!r})"
         if not device:
