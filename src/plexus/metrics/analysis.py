@@ -74,7 +74,7 @@ class Run:
 
     @property
     def durations(self) -> list[float]:
-        values = [row.get("duration_s") for row in self.results.rounds]
+        values = [row[3] for row in self.results.rounds]  # (round, node, end_time_s, duration_s)
         return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ ROUNDS_FILE = "rounds.csv"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.toml"
 LOG_FILE = "run.log"
+ROUND_COLUMNS = ["round", "node", "end_time_s", "duration_s"]
 
 
 def format_value(value: Any) -> str:
@@ -31,12 +33,14 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+def write_csv(path: Path, rows: Sequence[dict[str, Any] | tuple[Any, ...]], columns: list[str]) -> None:
+    """Rows are dicts keyed by column, or tuples in column order."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([format_value(row.get(column, "")) for column in columns])
+            values = row if isinstance(row, tuple) else [row.get(column, "") for column in columns]
+            writer.writerow([format_value(value) for value in values])
 
 
 def _json_safe(value: Any) -> Any:
@@ -56,7 +60,7 @@ class Results:
     directory: Path
     summary: dict[str, Any]
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    rounds: list[dict[str, Any]] = field(default_factory=list)
+    rounds: list[tuple[Any, ...]] = field(default_factory=list)  # rows (round, node, end_time_s, duration_s)
 
     @property
     def metric(self) -> str:
@@ -70,7 +74,7 @@ class Results:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / CONFIG_FILE).write_text(config_toml, encoding="utf-8")
         write_csv(self.directory / METRICS_FILE, self.metrics, metric_columns)
-        write_csv(self.directory / ROUNDS_FILE, self.rounds, ["round", "node", "end_time_s", "duration_s"])
+        write_csv(self.directory / ROUNDS_FILE, self.rounds, ROUND_COLUMNS)
         text = json.dumps(_json_safe(self.summary), indent=2, sort_keys=False)
         (self.directory / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
 
@@ -88,7 +92,8 @@ class Results:
             raise DataError(f"{summary_path} is not valid JSON: {error}") from None
         metrics = _read_csv(metrics_path)
         rounds_path = directory / ROUNDS_FILE
-        rounds = _read_csv(rounds_path) if rounds_path.is_file() else []
+        rounds = [tuple(row.get(column) for column in ROUND_COLUMNS) for row in _read_csv(rounds_path)] \
+            if rounds_path.is_file() else []
         return cls(directory, summary, metrics, rounds)
 
 

@@ -47,7 +47,8 @@ class Observer(MetricsSink):
         self._on_evaluation = on_evaluation
         self.counters: Counter[str] = Counter()
         self.rows: list[dict[str, Any]] = []
-        self.round_rows: list[dict[str, Any]] = []
+        # (round, node, end_time_s, duration_s) tuples: one per node and round in DL runs, so kept compact
+        self.round_rows: list[tuple[int, str, float, float]] = []
         self.rounds_completed = 0
         self._last_global: tuple[int, np.ndarray] | None = None
         self._last_evaluated_round = -1
@@ -57,8 +58,7 @@ class Observer(MetricsSink):
     def global_model(self, round: int, params: np.ndarray) -> None:
         now = self.loop.now
         if round > self.rounds_completed:
-            self.round_rows.append({"round": round, "node": "", "end_time_s": now,
-                                    "duration_s": now - self._last_round_time})
+            self.round_rows.append((round, "", now, now - self._last_round_time))
             self._last_round_time = now
             self.rounds_completed = round
         self._last_global = (round, params)
@@ -71,8 +71,7 @@ class Observer(MetricsSink):
         self.counters[name] += amount
 
     def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
-        self.round_rows.append({"round": round, "node": node_label(node), "end_time_s": self.loop.now,
-                                "duration_s": seconds})
+        self.round_rows.append((round, node_label(node), self.loop.now, seconds))
 
     def start(self) -> None:
         """Called once before the nodes start (a hook for observers that schedule their own evaluations)."""
