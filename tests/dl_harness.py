@@ -50,11 +50,19 @@ class FakeRuntime(Runtime):
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self.world.loop.call_later(delay, callback, *args)
 
-    def send(self, peer: bytes, message: ModelMessage) -> None:
+    def send(self, peer: bytes, message: ModelMessage) -> Future[None]:
+        """Messages leave one after another at the node's upload bandwidth, then take ``delay`` to arrive."""
         world = self.world
         dst = world.index_of[peer]
-        world.sent.append((world.loop.now, self.index, dst, message))
-        world.loop.call_later(world.delay, world.deliver, self.index, dst, message)
+        now = world.loop.now
+        world.sent.append((now, self.index, dst, message))
+        upload = world.membership.info(self.node_id).upload_bps
+        left = max(now, world.uplink_free[self.index]) + message.wire_size / upload
+        world.uplink_free[self.index] = left
+        sent: Future[None] = Future()
+        world.loop.call_at(left, sent.set_result, None)
+        world.loop.call_at(left + world.delay, world.deliver, self.index, dst, message)
+        return sent
 
     def train(self, params: np.ndarray, steps: int) -> Future[TrainResult]:
         world = self.world
@@ -110,6 +118,7 @@ class FakeWorld:
         self.sink = RecordingSink(self.loop)
         self.sent: list[tuple[float, int, int, ModelMessage]] = []
         self.delivered: list[tuple[float, int, int, ModelMessage]] = []
+        self.uplink_free = [0.0] * n
         self.runtimes = [FakeRuntime(self, i) for i in range(n)]
         self.nodes = [make_node(runtime) for runtime in self.runtimes]
 

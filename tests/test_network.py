@@ -154,3 +154,13 @@ def test_python_and_numpy_flow_tables_give_the_same_arrivals(seed: int, monkeypa
     switching = simulate(20, 8)
     assert np.allclose(python_only, numpy_only, rtol=1e-9)
     assert np.allclose(python_only, switching, rtol=1e-9)
+
+
+def test_on_sent_fires_when_the_last_byte_leaves_and_arrival_one_latency_later() -> None:
+    loop = EventLoop()
+    net = Network(loop, np.array([MB, math.inf]), np.array([math.inf, math.inf]), lambda u, v: 0.5)
+    events: list[tuple[str, float]] = []
+    loop.call_at(0.0, lambda: net.transfer(0, 1, 2 * MB, lambda: events.append(("arrived", loop.now)),
+                                           lambda: events.append(("sent", loop.now))))
+    loop.run()
+    assert events == [("sent", pytest.approx(2.0)), ("arrived", pytest.approx(2.5))]

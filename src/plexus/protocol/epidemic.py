@@ -14,13 +14,12 @@ knows its round is over:
 
 ``el-local``
     Each node draws its s peers itself, uniformly among the others, with its own seeded RNG; a node therefore
-    cannot know how many models it will receive in a round (on average s). It never waits for anyone. Its
-    round r is: train, send to its s peers, then let its uplink carry them (it waits s x model size / its own
-    upload bandwidth, a lower bound of the real transfer time and a stand-in for a send-completion signal,
-    which keeps a fast-computing node on a slow link from piling up transfers); at that moment the round
-    ends and the node averages its trained model with everything received since its previous average (the
-    latest model of each sender, whatever round it was sent in; an older model from the same sender is
-    superseded and counted as ``superseded_models``). This is the authors' "aggregate at the start of the
+    cannot know how many models it will receive in a round (on average s). It never waits for anyone else. Its
+    round r is: train, send to its s peers, then wait until its uplink has carried them (the futures
+    ``runtime.send`` returns; this keeps a fast-computing node on a slow link from piling up transfers); at
+    that moment the round ends and the node averages its trained model with everything received since its
+    previous average (the latest model of each sender, whatever round it was sent in; an older model from the
+    same sender is superseded and counted as ``superseded_models``). This is the authors' "aggregate at the start of the
     next round what has arrived" rule, applied locally. Nodes run at their own pace, so the observer's round
     clock is the mean number of rounds nodes have completed.
 
@@ -29,16 +28,14 @@ Both report ``metrics.round_duration(r, seconds, node)`` at the end of each of t
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from plexus.config import Config
 from plexus.protocol.aggregation import average
 from plexus.protocol.dpsgd import SynchronousNeighbourNode
-from plexus.protocol.futures import Future
+from plexus.protocol.futures import Future, gather
 from plexus.protocol.messages import ModelKind, ModelMessage
-from plexus.protocol.runtime import Node, Runtime, Timer, TrainResult
+from plexus.protocol.runtime import Node, Runtime, TrainResult
 from plexus.protocol.topologies import Topology, random_regular_digraph
 
 
@@ -73,13 +70,10 @@ class ELLocalNode(Node):
         self._me = runtime.membership.positions()[runtime.node_id]
         if self.fanout > self._others:
             raise ValueError(f"fanout {self.fanout} exceeds the {self._others} other nodes")
-        membership = runtime.membership
-        self._upload_bps = membership.info(runtime.node_id).upload_bps if runtime.node_id in membership else math.inf
         self.round = 0
         self.model: np.ndarray = runtime.initial_model()
         self._inbox: dict[bytes, np.ndarray] = {}
         self._training: Future[TrainResult] | None = None
-        self._timer: Timer | None = None
         self._round_started = 0.0
         self._stopped = False
 
@@ -91,8 +85,6 @@ class ELLocalNode(Node):
         if self._training is not None:
             self._training.cancel()
             self._training = None
-        if self._timer is not None:
-            self._timer.cancel()
 
     def current_model(self) -> np.ndarray | None:
         return self.model
@@ -123,15 +115,12 @@ class ELLocalNode(Node):
         self._training = None
         params = future.result().params
         message = ModelMessage(ModelKind.NEIGHBOUR, round, params, samples=self.runtime.local_samples)
-        for peer in self.choose_peers():
-            self.runtime.send(peer, message)
-        drain = 0.0 if math.isinf(self._upload_bps) else self.fanout * message.wire_size / self._upload_bps
-        self._timer = self.runtime.call_later(drain, self._end_round, round, params)
+        sent = [self.runtime.send(peer, message) for peer in self.choose_peers()]
+        gather(sent).add_done_callback(lambda _: self._end_round(round, params))
 
     def _end_round(self, round: int, params: np.ndarray) -> None:
         if self._stopped:
             return
-        self._timer = None
         received = [self._inbox[sender] for sender in sorted(self._inbox)]
         self._inbox = {}
         self.model = average([params, *received]) if received else params

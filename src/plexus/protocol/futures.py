@@ -135,3 +135,22 @@ class Task(Future[Any]):
             self._step(None, future._exception)
         else:
             self._step(future._result, None)
+
+
+def gather(futures: list[Future[Any]]) -> Future[None]:
+    """A future resolved once every one of ``futures`` is done (cancelled or not); at once for an empty list."""
+    combined: Future[None] = Future()
+    pending = len(futures)
+    if pending == 0:
+        combined.set_result(None)
+        return combined
+
+    def one_done(_: Future[Any]) -> None:
+        nonlocal pending
+        pending -= 1
+        if pending == 0:
+            combined.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    return combined

@@ -155,8 +155,12 @@ class Runtime(ABC):
         return Task(coroutine)
 
     @abstractmethod
-    def send(self, peer: bytes, message: ModelMessage) -> None:
-        """Send ``message`` to node ``peer``; delivery is asynchronous and may fail silently if it is down."""
+    def send(self, peer: bytes, message: ModelMessage) -> Future[None]:
+        """Send ``message`` to node ``peer``; delivery is asynchronous and may fail silently if it is down.
+
+        The returned future resolves once the message has left this node (its last byte is on the wire), which
+        is when a node that paces itself by its uplink may send more; it says nothing about delivery.
+        """
 
     @abstractmethod
     def train(self, params: np.ndarray, steps: int) -> Future[TrainResult]:

@@ -29,6 +29,8 @@ LatencyFn = Callable[[int, int], float]
 
 
 Arrival = Callable[[], None]
+# what a flow table carries for each transfer: (on_arrival, on_sent or None)
+Payload = tuple[Arrival, Arrival | None]
 FEW_FLOWS_MAX = 32  # above this many transfers, switch to the NumPy flow table
 FEW_FLOWS_BACK = 12  # and back to plain Python below this many
 
@@ -46,12 +48,12 @@ class _FewFlows:
         self.size: list[float] = []
         self.remaining: list[float] = []
         self.rate: list[float] = []
-        self.arrival: list[Arrival] = []
+        self.arrival: list[Payload] = []
 
     def __len__(self) -> int:
         return len(self.src)
 
-    def add(self, src: int, dst: int, size: float, remaining: float, arrival: Arrival) -> None:
+    def add(self, src: int, dst: int, size: float, remaining: float, arrival: Payload) -> None:
         self.src.append(src)
         self.dst.append(dst)
         self.size.append(size)
@@ -64,7 +66,7 @@ class _FewFlows:
         for i in range(len(remaining)):
             remaining[i] -= rate[i] * elapsed
 
-    def pop_finished(self) -> list[tuple[int, int, float, Arrival]]:
+    def pop_finished(self) -> list[tuple[int, int, float, Payload]]:
         done = [i for i in range(len(self.src)) if self.remaining[i] <= _done_tolerance(self.size[i])]
         finished = [(self.src[i], self.dst[i], self.size[i], self.arrival[i]) for i in done]
         for i in reversed(done):
@@ -83,7 +85,7 @@ class _FewFlows:
             soonest = min(soonest, seconds)
         return soonest
 
-    def drain(self) -> list[tuple[int, int, float, float, Arrival]]:
+    def drain(self) -> list[tuple[int, int, float, float, Payload]]:
         return list(zip(self.src, self.dst, self.size, self.remaining, self.arrival, strict=True))
 
 
@@ -97,7 +99,7 @@ class _ManyFlows:
         self.remaining = np.zeros(capacity, dtype=np.float64)
         self.rate = np.zeros(capacity, dtype=np.float64)
         self.active = np.zeros(capacity, dtype=bool)
-        self.arrival: list[Arrival | None] = [None] * capacity
+        self.arrival: list[Payload | None] = [None] * capacity
         self.free = list(range(capacity - 1, -1, -1))
         self.count = 0
         self._slots: np.ndarray | None = None
@@ -110,7 +112,7 @@ class _ManyFlows:
             self._slots = np.flatnonzero(self.active)
         return self._slots
 
-    def add(self, src: int, dst: int, size: float, remaining: float, arrival: Arrival) -> None:
+    def add(self, src: int, dst: int, size: float, remaining: float, arrival: Payload) -> None:
         if not self.free:
             self._grow()
         slot = self.free.pop()
@@ -135,7 +137,7 @@ class _ManyFlows:
         slots = self.slots()
         self.remaining[slots] -= self.rate[slots] * elapsed
 
-    def pop_finished(self) -> list[tuple[int, int, float, Arrival]]:
+    def pop_finished(self) -> list[tuple[int, int, float, Payload]]:
         slots = self.slots()
         done = slots[self.remaining[slots] <= np.maximum(self.size[slots] * 1e-9, 1e-6)]
         finished = []
@@ -161,7 +163,7 @@ class _ManyFlows:
             self.remaining[slots[instant]] = 0.0
         return float(seconds.min())
 
-    def drain(self) -> list[tuple[int, int, float, float, Arrival]]:
+    def drain(self) -> list[tuple[int, int, float, float, Payload]]:
         slots = self.slots().tolist()
         drained = [(int(self.src[s]), int(self.dst[s]), float(self.size[s]), float(self.remaining[s]),
                     self.arrival[s]) for s in slots]
@@ -199,14 +201,17 @@ class Network:
         self._reallocation_pending = False
 
     # ------------------------------------------------------------------ public
-    def transfer(self, src: int, dst: int, nbytes: int, on_arrival: Arrival) -> None:
-        """Start carrying ``nbytes`` from ``src`` to ``dst``; ``on_arrival()`` runs when the last byte lands."""
+    def transfer(
+        self, src: int, dst: int, nbytes: int, on_arrival: Arrival, on_sent: Arrival | None = None
+    ) -> None:
+        """Start carrying ``nbytes`` from ``src`` to ``dst``: ``on_sent()`` runs when the last byte has left the
+        sender's uplink, ``on_arrival()`` one latency later, when it lands."""
         if nbytes <= 0:
             raise ValueError(f"a transfer must carry at least one byte, got {nbytes}")
         if src == dst:
             raise ValueError("a node does not send to itself over the network")
         self._advance()
-        self._flows.add(src, dst, float(nbytes), float(nbytes), on_arrival)
+        self._flows.add(src, dst, float(nbytes), float(nbytes), (on_arrival, on_sent))
         if isinstance(self._flows, _FewFlows) and len(self._flows) > FEW_FLOWS_MAX:
             self._switch_table(_ManyFlows())
         self.bytes_sent[src] += nbytes
@@ -252,8 +257,10 @@ class Network:
             return
         finished = self._flows.pop_finished()
         call_later, latency = self.loop.call_later, self._latency
-        for src, dst, size, arrival in finished:
+        for src, dst, size, (arrival, sent) in finished:
             call_later(latency(src, dst), self._arrive, dst, int(size), arrival)
+            if sent is not None:
+                sent()
         if isinstance(self._flows, _ManyFlows) and len(self._flows) < FEW_FLOWS_BACK:
             self._switch_table(_FewFlows())
 

@@ -47,8 +47,8 @@ class SimRuntime(Runtime):
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self.world.loop.call_later(delay, callback, *args)
 
-    def send(self, peer: bytes, message: ModelMessage) -> None:
-        self.world.send(self.index, peer, message)
+    def send(self, peer: bytes, message: ModelMessage) -> Future[None]:
+        return self.world.send(self.index, peer, message)
 
     def train(self, params: np.ndarray, steps: int) -> Future[TrainResult]:
         world = self.world

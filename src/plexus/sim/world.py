@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from plexus.learning.trainer import LocalTrainer
+from plexus.protocol.futures import Future
 from plexus.protocol.messages import ModelMessage
 from plexus.protocol.runtime import Membership, MetricsSink, Node
 from plexus.sim.compute import ComputeModel
@@ -62,14 +63,19 @@ class World:
     def local_samples(self, index: int) -> int:
         return self._sample_counts[index] if index < self.data_nodes else 0
 
-    def send(self, src: int, peer: bytes, message: ModelMessage) -> None:
+    def send(self, src: int, peer: bytes, message: ModelMessage) -> Future[None]:
+        """Deliver ``message``; the returned future resolves once it has left the sender's uplink."""
         dst = self.index_of.get(peer)
         if dst is None:
             raise KeyError(f"node {self.node_ids[src]!r} sent to unknown node {peer!r}")
+        sent: Future[None] = Future()
         if dst == src:
             self.loop.call_later(0.0, self._deliver, src, dst, message)
+            sent.set_result(None)
         else:
-            self.network.transfer(src, dst, message.wire_size, lambda: self._deliver(src, dst, message))
+            self.network.transfer(src, dst, message.wire_size, lambda: self._deliver(src, dst, message),
+                                  lambda: sent.set_result(None))
+        return sent
 
     def _deliver(self, src: int, dst: int, message: ModelMessage) -> None:
         self.nodes[dst].on_message(self.node_ids[src], message)
