@@ -32,7 +32,9 @@ def _f(section: str, default: Any, help: str, **extra: Any) -> Any:
 @dataclass
 class Config:
     # [run]
-    algorithm: str = _f("run", "plexus", "algorithm to run (plexus, fedavg, ...)")
+    algorithm: str = _f(
+        "run", "plexus", "plexus, fedavg, dpsgd, gossip, el-local or el-oracle; a comma list runs a study"
+    )
     seed: int = _f("run", 0, "experiment seed; every random choice derives from it")
     rounds: int | None = _f("run", None, "stop after this many rounds (default: the task's preset)")
     duration: float | None = _f("run", None, "stop after this many virtual seconds instead of a round count")

@@ -33,7 +33,11 @@ def register(subparsers: Any) -> None:
         target = next(t for t in typing_args(types[f.name]) if t is not type(None))
         metavar = {int: "N", float: "X", str: "TEXT"}.get(target, "VALUE")
         flags = [f"--{f.name.replace('_', '-')}", *FLAG_ALIASES.get(f.name, [])]
-        parser.add_argument(*flags, dest=f.name, default=None, metavar=metavar, help=f.metadata["help"])
+        if target is bool:
+            parser.add_argument(*flags, dest=f.name, default=None, action="store_const", const=True,
+                                help=f.metadata["help"])
+        else:
+            parser.add_argument(*flags, dest=f.name, default=None, metavar=metavar, help=f.metadata["help"])
     parser.set_defaults(handler=run)
 
 
