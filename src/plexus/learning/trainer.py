@@ -10,28 +10,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from plexus.learning.params import FlatModel
 from plexus.learning.tasks.base import Evaluation, Task, TaskData
+from plexus.protocol.runtime import TrainResult
 from plexus.rng import stream
 
 
-@dataclass(frozen=True)
-class TrainJob:
+class TrainJob(NamedTuple):
+    """One request to train: whose data, which of its jobs (it seeds the minibatches), from what, how long."""
+
     node: int
     job: int
     params: np.ndarray
     steps: int
-
-
-@dataclass(frozen=True)
-class TrainOutput:
-    params: np.ndarray
-    loss: float
-    samples: int
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ class LocalTrainer:
         order = np.concatenate([rng.permutation(indices) for _ in range(passes)])[:needed]
         return np.split(order, job.steps)
 
-    def run(self, job: TrainJob) -> TrainOutput:
+    def run(self, job: TrainJob) -> TrainResult:
         started = time.perf_counter()
         model = self.model
         model.load(job.params)
@@ -101,7 +97,7 @@ class LocalTrainer:
                     flat.add_(grad, alpha=-sgd.lr)
             total_loss += float(loss.detach())
             samples += batch.size
-        output = TrainOutput(model.vector(), total_loss / max(1, job.steps), samples)
+        output = TrainResult(model.vector(), total_loss / max(1, job.steps), samples)
         self.wall_seconds += time.perf_counter() - started
         self.jobs += 1
         return output

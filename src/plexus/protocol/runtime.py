@@ -12,7 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -99,8 +99,7 @@ class Timer(Protocol):
     def cancelled(self) -> bool: ...
 
 
-@dataclass(frozen=True)
-class TrainResult:
+class TrainResult(NamedTuple):
     """A trained model: the new parameters, the mean training loss and the samples it was trained on."""
 
     params: np.ndarray

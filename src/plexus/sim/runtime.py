@@ -56,14 +56,13 @@ class SimRuntime(Runtime):
             raise RuntimeError("a participant without data (a server) cannot train")
         now = world.loop.now
         start, end = world.compute.reserve(self.index, now, steps)
-        job = TrainJob(node=self.index, job=self._jobs, params=params, steps=steps)
+        job = TrainJob(self.index, self._jobs, params, steps)
         self._jobs += 1
         future: Future[TrainResult] = Future()
 
         def complete() -> None:
             world.train_seconds_total += end - start
-            output = world.trainer.run(job)
-            future.set_result(TrainResult(output.params, output.loss, output.samples))
+            future.set_result(world.trainer.run(job))
 
         timer = world.loop.call_at(end, complete)
 
