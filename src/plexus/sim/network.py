@@ -49,6 +49,9 @@ class _FewFlows:
         self.remaining: list[float] = []
         self.rate: list[float] = []
         self.arrival: list[Payload] = []
+        # links loaded to capacity by the current rates; None while the rates are stale (a flow was added
+        # or the table was just filled), i.e. until the next reallocation
+        self.saturated: set[int] | None = None
 
     def __len__(self) -> int:
         return len(self.src)
@@ -60,6 +63,7 @@ class _FewFlows:
         self.remaining.append(remaining)
         self.rate.append(0.0)
         self.arrival.append(arrival)
+        self.saturated = None
 
     def advance(self, elapsed: float) -> None:
         remaining, rate = self.remaining, self.rate
@@ -77,13 +81,38 @@ class _FewFlows:
     def reallocate(self, capacity: list[float], endpoints: int) -> float:
         down = [d + endpoints for d in self.dst]
         self.rate = rates = _max_min_small(self.src, down, capacity)
-        soonest = math.inf
+        load: dict[int, float] = {}
         for i, rate in enumerate(rates):
+            for resource in (self.src[i], down[i]):
+                load[resource] = load.get(resource, 0.0) + rate
+        self.saturated = {r for r, used in load.items() if used >= capacity[r] * (1 - 1e-9)}
+        return self.soonest()
+
+    def soonest(self) -> float:
+        """Seconds until the first transfer ends at the current rates (transfers due now are zeroed)."""
+        soonest = math.inf
+        for i, rate in enumerate(self.rate):
             seconds = 0.0 if rate == math.inf else self.remaining[i] / rate
             if seconds <= 1e-12:
                 self.remaining[i] = 0.0
             soonest = min(soonest, seconds)
         return soonest
+
+    def rates_still_fair(self, finished: list[tuple[int, int, float, Payload]], endpoints: int) -> bool:
+        """Whether the remaining flows' rates stay max-min fair without ``finished``.
+
+        Every flow's rate is set by a bottleneck: a saturated link on which no flow gets more. A finished
+        flow frees capacity only on its own two links; if neither was saturated while also carrying a
+        remaining flow, every remaining flow keeps its bottleneck, so the allocation is unchanged.
+        """
+        saturated = self.saturated
+        if saturated is None:
+            return False
+        for src, dst, _, _ in finished:
+            for resource in (src, dst + endpoints):
+                if resource in saturated and (resource in self.src or resource - endpoints in self.dst):
+                    return False
+        return True
 
     def drain(self) -> list[tuple[int, int, float, float, Payload]]:
         return list(zip(self.src, self.dst, self.size, self.remaining, self.arrival, strict=True))
@@ -249,12 +278,20 @@ class Network:
     def _on_completion_timer(self) -> None:
         self._completion_timer = None
         self._advance()
-        self._finish_done()
+        finished = self._finish_done()
+        flows = self._flows
+        if finished and isinstance(flows, _FewFlows) and flows.rates_still_fair(finished, self.endpoints):
+            # nobody else's share changes: only the next completion time needs finding
+            soonest = flows.soonest()
+            if soonest > 1e-12:
+                if soonest != math.inf:
+                    self._completion_timer = self.loop.call_later(soonest, self._on_completion_timer)
+                return
         self._reallocate()
 
-    def _finish_done(self) -> None:
+    def _finish_done(self) -> list[tuple[int, int, float, Payload]]:
         if not len(self._flows):
-            return
+            return []
         finished = self._flows.pop_finished()
         call_later, latency = self.loop.call_later, self._latency
         for src, dst, size, (arrival, sent) in finished:
@@ -263,6 +300,7 @@ class Network:
                 sent()
         if isinstance(self._flows, _ManyFlows) and len(self._flows) < FEW_FLOWS_BACK:
             self._switch_table(_FewFlows())
+        return finished
 
     def _arrive(self, dst: int, nbytes: int, callback: Arrival) -> None:
         self.bytes_received[dst] += nbytes
