@@ -50,9 +50,13 @@ def run_simulation(config: Config, progress: ProgressFn | None = None) -> Result
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    threads = torch.get_num_threads()
+    # one training job at a time on tiny models: intra-op threads cost more than they give
+    torch.set_num_threads(1)
     try:
         return _run(config, out_dir, progress)
     finally:
+        torch.set_num_threads(threads)
         log.removeHandler(handler)
         handler.close()
 
@@ -60,7 +64,6 @@ def run_simulation(config: Config, progress: ProgressFn | None = None) -> Result
 def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
     wall_start = time.perf_counter()
     assert config.nodes is not None and config.batch_size is not None and config.lr is not None
-    torch.set_num_threads(1)
     log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
              config.nodes, config.seed)
     spec = algorithm(config.algorithm)
