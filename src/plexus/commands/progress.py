@@ -79,11 +79,14 @@ def print_summary_table(runs: list[Results], stream: TextIO = sys.stdout) -> Non
     headers = ["algorithm", "task", "nodes", "rounds", "virtual s", "final", "best", "MB sent",
                "train s (all nodes)", "wall s", "results"]
     rows = []
+    names = [result.summary["algorithm"] for result in runs]
     for result in runs:
         s = result.summary
         metric = s.get("metric", "accuracy")
+        # two runs of one algorithm (e.g. D-PSGD on two topologies) are told apart by their folders
+        label = s["algorithm"] if names.count(s["algorithm"]) == 1 else f"{s['algorithm']} ({result.directory.name})"
         rows.append([
-            s["algorithm"], s["task"], s["nodes"], s["rounds_completed"], s["virtual_seconds"],
+            label, s["task"], s["nodes"], s["rounds_completed"], s["virtual_seconds"],
             f"{metric} {_fmt(s.get('final_' + metric, math.nan))}", _fmt(s.get("best_" + metric, math.nan)),
             s["bytes_total"] / 1e6, s["train_seconds_total"], s["wall_seconds"], str(result.directory),
         ])
