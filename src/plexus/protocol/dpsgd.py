@@ -25,32 +25,29 @@ import numpy as np
 
 from plexus.config import Config
 from plexus.protocol.aggregation import average
+from plexus.protocol.decentralized import DecentralizedNode
 from plexus.protocol.futures import Future
 from plexus.protocol.messages import ModelKind, ModelMessage
-from plexus.protocol.runtime import Node, Runtime, TrainResult
+from plexus.protocol.runtime import Runtime, TrainResult
 from plexus.protocol.topologies import Topology, build_topology
 
 
-class SynchronousNeighbourNode(Node):
+class SynchronousNeighbourNode(DecentralizedNode):
     """The train / send / wait-for-all-in-neighbours / average loop shared by D-PSGD and EL-Oracle.
 
     Subclasses say which topology round r uses and how to weight the models.
     """
 
     def __init__(self, runtime: Runtime, config: Config) -> None:
-        super().__init__(runtime)
+        super().__init__(runtime, config)
         self.config = config
-        self.local_steps = int(config.local_steps or 1)
         self.ids = runtime.membership.ids()  # shared by every node of a simulation: never modified
         self.position = runtime.membership.positions()
         self.me = self.position[runtime.node_id]
         self.round = 0  # the round being worked on (0 before start)
-        self.model: np.ndarray = runtime.initial_model()
         self._trained: np.ndarray | None = None  # this round's trained model, once training finished
-        self._training: Future[TrainResult] | None = None
         self._round_started = 0.0
         self._inbox: dict[int, dict[int, np.ndarray]] = {}  # round -> sender position -> model
-        self._stopped = False
 
     # ------------------------------------------------------------------ to override
     def topology(self, round: int) -> Topology:
@@ -63,15 +60,6 @@ class SynchronousNeighbourNode(Node):
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self._begin(1, self.model)
-
-    def stop(self) -> None:
-        self._stopped = True
-        if self._training is not None:
-            self._training.cancel()
-            self._training = None
-
-    def current_model(self) -> np.ndarray | None:
-        return self.model
 
     def on_message(self, sender: bytes, message: ModelMessage) -> None:
         if message.kind != ModelKind.NEIGHBOUR or self._stopped:

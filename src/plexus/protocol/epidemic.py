@@ -32,10 +32,11 @@ import numpy as np
 
 from plexus.config import Config
 from plexus.protocol.aggregation import average
+from plexus.protocol.decentralized import DecentralizedNode
 from plexus.protocol.dpsgd import SynchronousNeighbourNode
 from plexus.protocol.futures import Future, gather
 from plexus.protocol.messages import ModelKind, ModelMessage
-from plexus.protocol.runtime import Node, Runtime, TrainResult
+from plexus.protocol.runtime import Runtime, TrainResult
 from plexus.protocol.topologies import Topology, random_regular_digraph
 
 
@@ -59,35 +60,22 @@ class ELOracleNode(SynchronousNeighbourNode):
         return random_regular_digraph(len(self.ids), self.fanout, self.seed, round)
 
 
-class ELLocalNode(Node):
+class ELLocalNode(DecentralizedNode):
     """EL-Local: s peers drawn locally each round; a round ends when the node's sends have left its uplink."""
 
     def __init__(self, runtime: Runtime, config: Config) -> None:
-        super().__init__(runtime)
-        self.local_steps = int(config.local_steps or 1)
+        super().__init__(runtime, config)
         self.fanout = fanout_of(config)
         self._others = len(runtime.membership) - 1
         self._me = runtime.membership.positions()[runtime.node_id]
         if self.fanout > self._others:
             raise ValueError(f"fanout {self.fanout} exceeds the {self._others} other nodes")
         self.round = 0
-        self.model: np.ndarray = runtime.initial_model()
         self._inbox: dict[bytes, np.ndarray] = {}
-        self._training: Future[TrainResult] | None = None
         self._round_started = 0.0
-        self._stopped = False
 
     def start(self) -> None:
         self._begin(1)
-
-    def stop(self) -> None:
-        self._stopped = True
-        if self._training is not None:
-            self._training.cancel()
-            self._training = None
-
-    def current_model(self) -> np.ndarray | None:
-        return self.model
 
     def on_message(self, sender: bytes, message: ModelMessage) -> None:
         if message.kind != ModelKind.NEIGHBOUR or self._stopped:

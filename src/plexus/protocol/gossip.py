@@ -23,9 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from plexus.config import Config
+from plexus.protocol.decentralized import DecentralizedNode
 from plexus.protocol.futures import Future
 from plexus.protocol.messages import ModelKind, ModelMessage
-from plexus.protocol.runtime import Node, Runtime, Timer, TrainResult
+from plexus.protocol.runtime import Runtime, Timer, TrainResult
 
 
 def age_weighted_merge(own: np.ndarray, own_age: int, other: np.ndarray, other_age: int) -> tuple[np.ndarray, int]:
@@ -41,34 +42,24 @@ def age_weighted_merge(own: np.ndarray, own_age: int, other: np.ndarray, other_a
     return merged.astype(np.float32), max(own_age, other_age)
 
 
-class GossipNode(Node):
+class GossipNode(DecentralizedNode):
     def __init__(self, runtime: Runtime, config: Config) -> None:
-        super().__init__(runtime)
-        self.local_steps = int(config.local_steps or 1)
+        super().__init__(runtime, config)
         self.period = float(config.round_timeout)
-        self.model: np.ndarray = runtime.initial_model()
         self.age = 0
         self.sends = 0
         self._others = len(runtime.membership) - 1
         self._me = runtime.membership.positions()[runtime.node_id]
-        self._training: Future[TrainResult] | None = None
         self._timer: Timer | None = None
-        self._stopped = False
 
     def start(self) -> None:
         self._train(self.model)
         self._timer = self.runtime.call_later(self.period, self._gossip)
 
     def stop(self) -> None:
-        self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
-        if self._training is not None:
-            self._training.cancel()
-            self._training = None
-
-    def current_model(self) -> np.ndarray | None:
-        return self.model
+        super().stop()
 
     @property
     def busy(self) -> bool:
