@@ -20,9 +20,8 @@ import tomli_w
 from plexus.errors import ConfigError
 
 SECTIONS = ("run", "task", "protocol", "system")
-# algorithms for which "sample_size <= nodes" is not the right check: D-PSGD and gossip never use s, and EL uses
-# it only as the default fanout, checked against nodes - 1 in _validate_decentralized
-SAMPLE_FREE_ALGORITHMS = ("dpsgd", "gossip", "el-local", "el-oracle")
+PROTOCOL = "protocol"  # the section of the chosen algorithm's options (declared by the algorithm itself)
+COMPUTE_MODELS = ("per-sample", "per-step")
 
 
 def _f(section: str, default: Any, help: str, **extra: Any) -> Any:
@@ -31,10 +30,15 @@ def _f(section: str, default: Any, help: str, **extra: Any) -> Any:
 
 @dataclass
 class Config:
+    """The experiment: run, task and system settings, plus ``protocol``, the algorithm's own options.
+
+    ``protocol`` maps option names to values as given (``--sample-size``, ``[protocol] sample_size``); which
+    names exist, their types, defaults and checks are declared by the algorithms (:mod:`plexus.protocol.registry`).
+    After :func:`resolve` it holds every option of the chosen algorithm, presets and defaults filled in.
+    """
+
     # [run]
-    algorithm: str = _f(
-        "run", "plexus", "plexus, fedavg, dpsgd, gossip, el-local or el-oracle; a comma list runs a study"
-    )
+    algorithm: str = _f("run", "plexus", "the algorithm (see plexus algorithms); a comma list runs a study")
     seed: int = _f("run", 0, "experiment seed; every random choice derives from it")
     rounds: int | None = _f("run", None, "stop after this many rounds (default: the task's preset)")
     duration: float | None = _f("run", None, "stop after this many virtual seconds instead of a round count")
@@ -42,6 +46,9 @@ class Config:
     out: str | None = _f("run", None, "results folder (default: results/<algorithm>-<task>-<time>)")
     eval_nodes: int = _f("run", 20, "decentralized learning: node models evaluated each time (all if <= 100 nodes)")
     eval_interval: float | None = _f("run", None, "decentralized learning: evaluate every X virtual seconds")
+    stall_timeout: float = _f("run", 3600.0, "report a stall and stop when no global model, node round or "
+                              "training completes for this many virtual seconds")
+    plugin: str | None = _f("run", None, "comma list of plug-in modules (or .py files) that register algorithms")
     # [task]
     task: str = _f("task", "digits", "learning task")
     data: str | None = _f("task", None, "path of the task's data (not needed for digits and synthetic)")
@@ -56,42 +63,62 @@ class Config:
     download: bool = _f("task", False, "download the dataset if it is missing (needs internet)")
     alpha: float = _f("task", 1.0, "synthetic task: model heterogeneity alpha (Li et al., FedProx)")
     beta: float = _f("task", 1.0, "synthetic task: data heterogeneity beta (Li et al., FedProx)")
-    # [protocol]
-    sample_size: int | None = _f("protocol", None, "s: nodes sampled per round")
-    success_fraction: float | None = _f("protocol", None, "sf: aggregate once ceil(s x sf) models arrived")
-    aggregator_sample: str = _f(
-        "protocol", "next", "take round k's aggregator from sample k+1 (next, as the paper's code) or k (current)"
-    )
-    weighting: str = _f("protocol", "uniform", "aggregation weights: uniform or samples (local dataset sizes)")
-    server_bandwidth: float = _f("protocol", math.inf, "FedAvg server upload/download in bytes/s (inf allowed)")
-    topology: str = _f("protocol", "regular:10", "D-PSGD topology: ring, regular:K, full or one-peer-exp")
-    mixing: str = _f("protocol", "uniform", "D-PSGD mixing weights: uniform or metropolis-hastings")
-    round_timeout: float = _f("protocol", 60.0, "Gossip Learning: seconds between a node's sends")
-    fanout: int | None = _f("protocol", None, "Epidemic Learning: peers per round (default: sample_size)")
     # [system]
     capacity_trace: str | None = _f("system", None, "FedScale device-capacity trace (pickle or CSV)")
     latency_matrix: str | None = _f("system", None, "N x N CSV of round-trip times in ms between sites")
     latency_values: str = _f("system", "rtt", "entries of --latency-matrix: rtt (halved) or one-way")
-    compute_factor: float = _f("system", 1.0, "multiplies training time; 3 reproduces FedScale / Plexus code")
+    compute_model: str = _f("system", "per-sample", "training time: per-sample = steps x batch x s/sample x "
+                            "factor (FedScale); per-step = steps x s/sample x factor (the Plexus code, with 3)")
+    compute_factor: float = _f("system", 1.0, "multiplies training time (3 reproduces FedScale and the Plexus code)")
+    server_bandwidth: float = _f("system", math.inf, "upload/download of a server (FedAvg) in bytes/s (inf allowed)")
     availability_trace: str | None = _f(
         "system", None, "per-node online intervals: a CSV, JSON or FLASH file, or synthetic[:diurnal[:share=0.25,...]]"
     )
+    # [protocol]: the algorithm's options
+    protocol: dict[str, Any] = field(default_factory=dict, metadata={"section": PROTOCOL, "help": ""})
 
     # ------------------------------------------------------------------ helpers
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        """The experiment's own settings (everything but the algorithm's options)."""
+        return [f.name for f in fields(cls) if f.name != PROTOCOL]
 
     def replace(self, **changes: Any) -> Config:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; names of algorithm options go into ``protocol``."""
+        core = {k: v for k, v in changes.items() if k in _CORE or k == PROTOCOL}
+        options = {k: v for k, v in changes.items() if k not in core}
+        if options:
+            core[PROTOCOL] = {**changes.get(PROTOCOL, self.protocol), **options}
+        return dataclasses.replace(self, **core)
+
+    def __getattr__(self, name: str) -> Any:
+        # config.sample_size reads an algorithm option (only reached for names that are not fields)
+        if name.startswith("__") or name == PROTOCOL:
+            raise AttributeError(name)
+        protocol = self.__dict__.get(PROTOCOL, {})
+        if name in protocol:
+            return protocol[name]
+        raise AttributeError(f"Config has no setting {name!r}")
+
+    def as_mapping(self) -> dict[str, Any]:
+        """Every setting by name, algorithm options included (flat)."""
+        values = {name: getattr(self, name) for name in self.field_names()}
+        values.update(self.protocol)
+        return values
 
     def to_toml(self) -> str:
         grouped: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
         for f in fields(self):
+            if f.name == PROTOCOL:
+                continue
             value = getattr(self, f.name)
             if value is not None:
                 grouped[f.metadata["section"]][f.name] = value
+        grouped[PROTOCOL] = {k: v for k, v in self.protocol.items() if v is not None}
         return tomli_w.dumps({k: v for k, v in grouped.items() if v})
+
+
+_CORE = frozenset(f.name for f in fields(Config) if f.name != PROTOCOL)
 
 
 def field_types() -> dict[str, Any]:
@@ -102,34 +129,38 @@ def field_types() -> dict[str, Any]:
 
 
 def coerce(name: str, value: Any, source: str) -> Any:
-    """Convert ``value`` to the type of field ``name``; errors name the source (file or flag)."""
-    hint = field_types()[name]
-    allowed = typing_args(hint)
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise ConfigError(f"{source}: {name} cannot be empty")
-    target = next(t for t in allowed if t is not type(None))
-    try:
-        if target is bool:
-            if isinstance(value, str):
-                return value.lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if target is int:
-            if isinstance(value, float) and value != int(value):
-                raise ValueError
-            if isinstance(value, bool):
-                raise ValueError
-            return int(value)
-        if target is float:
-            return float(value)
-        if target is str:
-            if not isinstance(value, (str, int, float)):
-                raise ValueError
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {name} = {value!r} is not a valid {target.__name__}") from None
-    return value
+    """Convert ``value`` to the type of setting ``name`` (an experiment field or any algorithm's option);
+    errors name the source (file or flag)."""
+    from plexus.protocol.options import coerce_value
+
+    if name in _CORE:
+        hint = field_types()[name]
+        allowed = typing_args(hint)
+        if value is None:
+            if type(None) in allowed:
+                return None
+            raise ConfigError(f"{source}: {name} cannot be empty")
+        target = next(t for t in allowed if t is not type(None))
+    else:
+        target = protocol_option_type(name, source)
+    return coerce_value(name, target, value, source)
+
+
+def protocol_option_type(name: str, source: str) -> type:
+    """The type of algorithm option ``name``; unknown names are errors naming the source."""
+    from plexus.protocol.registry import all_option_specs
+
+    table = all_option_specs()
+    if name not in table:
+        raise ConfigError(f"{source}: unknown option {name!r}{_suggest(name, [*_CORE, *table])}")
+    return table[name][0].type
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def typing_args(hint: Any) -> tuple[Any, ...]:
@@ -139,22 +170,37 @@ def typing_args(hint: Any) -> tuple[Any, ...]:
     return args if args else (hint,)
 
 
+def load_plugins(spec: str | None) -> None:
+    """Import the plug-in modules named in a ``plugin`` setting (comma list) so their algorithms register."""
+    if not spec:
+        return
+    from plexus.protocol.registry import load_plugin
+
+    for item in str(spec).split(","):
+        if item.strip():
+            load_plugin(item.strip())
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a config file into {field: value}; sections are optional, unknown keys are errors."""
+    """Read a config file into {setting: value}; sections are optional, unknown keys are errors."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist" if not path.exists()
+                          else f"config file {path} is not a file")
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    known = set(Config.field_names())
+    # plug-ins named in the file must register before their options can be recognised
+    plugin = document.get("plugin", document.get("run", {}).get("plugin") if isinstance(document.get("run"), dict)
+                          else None)
+    load_plugins(plugin if isinstance(plugin, str) else None)
     values: dict[str, Any] = {}
 
     def take(key: str, value: Any, where: str) -> None:
-        if key not in known:
-            raise ConfigError(f"config file {path}: unknown option {where}{key!r}")
-        values[key] = coerce(key, value, f"config file {path}")
+        if isinstance(value, dict):
+            raise ConfigError(f"config file {path}: {where}{key!r} is a table; expected a value")
+        values[key] = coerce(key, value, f"config file {path}, {where}{key}")
 
     for key, value in document.items():
         if isinstance(value, dict) and key in SECTIONS:
@@ -174,32 +220,93 @@ def task_options(config: Config) -> dict[str, Any]:
 
 
 def config_from_mapping(values: dict[str, Any], source: str = "config") -> Config:
-    known = set(Config.field_names())
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown option {unknown[0]!r}")
-    return Config(**{k: coerce(k, v, source) for k, v in values.items()})
+    """A Config from flat settings: experiment fields by name, anything else an algorithm option."""
+    values = dict(values)
+    load_plugins(values.get("plugin"))
+    protocol = dict(values.pop(PROTOCOL, None) or {})
+    core: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in _CORE:
+            core[key] = coerce(key, value, source)
+        else:
+            protocol[key] = coerce(key, value, source)
+    for key, value in list(protocol.items()):
+        protocol[key] = coerce(key, value, source)
+    return Config(**core, protocol=protocol)
 
 
-def resolve(config: Config) -> Config:
-    """Fill unset fields from the task's preset and check every value; raises ConfigError naming the field."""
-    from plexus.learning.partition import parse_partition
-    from plexus.learning.tasks import task_class
+def algorithm_options(config: Config) -> Any:
+    """The chosen algorithm's options instance for a resolved config."""
+    from plexus.protocol.options import build
     from plexus.protocol.registry import algorithm
 
-    algorithm(config.algorithm)
+    spec = algorithm(config.algorithm)
+    experiment = {name: getattr(config, name) for name in config.field_names()}
+    return build(spec.options, config.protocol, experiment, source=f"algorithm {config.algorithm}")
+
+
+def resolve(config: Config, notes: list[str] | None = None) -> Config:
+    """Fill unset settings from the task's preset and the algorithm's defaults, and check every value.
+
+    Raises ConfigError naming the setting. Options that have no effect on this run are dropped from the result;
+    with ``notes``, a sentence about each is appended to it (the run reports them as warnings).
+    """
+    from plexus.learning.partition import parse_partition
+    from plexus.learning.tasks import task_class
+    from plexus.protocol.options import as_dict, build
+    from plexus.protocol.registry import algorithm, all_option_specs
+
+    load_plugins(config.plugin)
+    spec = algorithm(config.algorithm)
     defaults = task_class(config.task).defaults
     filled = {}
-    for name in ("nodes", "partition", "batch_size", "lr", "momentum", "local_steps", "sample_size",
-                 "success_fraction", "eval_every"):
+    for name in ("nodes", "partition", "batch_size", "lr", "momentum", "local_steps", "eval_every"):
         if getattr(config, name) is None:
             filled[name] = getattr(defaults, name)
     if config.rounds is None and config.duration is None:
         filled["rounds"] = defaults.rounds
-    resolved = config.replace(**filled)
+    resolved = dataclasses.replace(config, **filled)
     _validate(resolved)
     parse_partition(resolved.partition or "")
+    own = {option.name for option in spec.option_specs()}
+    table = all_option_specs()
+    for name in sorted(set(resolved.protocol) - own):
+        if name not in table:
+            raise ConfigError(f"unknown option {name!r}{_suggest(name, [*_CORE, *table])}")
+        if notes is not None and resolved.protocol[name] is not None:
+            users = ", ".join(table[name][1])
+            notes.append(f"option {name} = {resolved.protocol[name]!r} has no effect on {spec.name} "
+                         f"(it applies to {users})")
+    experiment = {name: getattr(resolved, name) for name in resolved.field_names()}
+    presets = {name: getattr(defaults, name) for name in own if hasattr(defaults, name)}
+    given = {k: v for k, v in resolved.protocol.items() if k in own}
+    options = build(spec.options, given, experiment, presets, source=f"algorithm {spec.name}")
+    resolved = dataclasses.replace(resolved, protocol=as_dict(options))
+    if notes is not None:
+        notes.extend(_no_effect(resolved, spec))
     return resolved
+
+
+def _no_effect(c: Config, spec: Any) -> list[str]:
+    """Experiment settings given a non-default value that the chosen run does not use."""
+    defaults = Config()
+    notes = []
+
+    def unused(name: str, why: str) -> None:
+        if getattr(c, name) != getattr(defaults, name):
+            notes.append(f"{name} = {getattr(c, name)!r} has no effect: {why}")
+
+    if spec.traits.evaluation != "nodes":
+        unused("eval_nodes", f"{spec.name} reports global models; node models are not evaluated")
+        unused("eval_interval", f"{spec.name} is evaluated every eval_every rounds of global models")
+    if not spec.traits.server:
+        unused("server_bandwidth", f"{spec.name} has no server")
+    if c.latency_matrix is None:
+        unused("latency_values", "no latency_matrix is given")
+    if c.task not in ("synthetic",):
+        unused("alpha", f"only the synthetic task uses it, not {c.task}")
+        unused("beta", f"only the synthetic task uses it, not {c.task}")
+    return notes
 
 
 def _validate(c: Config) -> None:
@@ -209,14 +316,6 @@ def _validate(c: Config) -> None:
 
     need(c.seed >= 0, f"seed = {c.seed}: must be a non-negative integer")
     need(c.nodes is not None and c.nodes >= 1, f"nodes = {c.nodes}: need at least 1 node")
-    need(c.sample_size is not None and c.sample_size >= 1, f"sample_size = {c.sample_size}: must be >= 1")
-    need(
-        c.sample_size is not None and c.nodes is not None
-        and (c.sample_size <= c.nodes or c.algorithm in SAMPLE_FREE_ALGORITHMS),
-        f"sample_size = {c.sample_size} exceeds nodes = {c.nodes} (s must be <= the number of nodes)",
-    )
-    sf = c.success_fraction
-    need(sf is not None and 0 < sf <= 1, f"success_fraction = {sf}: must be in (0, 1]")
     need(c.local_steps is not None and c.local_steps >= 1, f"local_steps = {c.local_steps}: must be >= 1")
     need(c.batch_size is not None and c.batch_size >= 1, f"batch_size = {c.batch_size}: must be >= 1")
     need(c.lr is not None and c.lr > 0 and math.isfinite(c.lr), f"lr = {c.lr}: must be a positive number")
@@ -226,14 +325,16 @@ def _validate(c: Config) -> None:
     need(c.duration is None or (c.duration > 0 and math.isfinite(c.duration)),
          f"duration = {c.duration}: must be a positive number of seconds")
     need(c.eval_every is not None and c.eval_every >= 1, f"eval_every = {c.eval_every}: must be >= 1")
-    need(c.aggregator_sample in ("next", "current"),
-         f"aggregator_sample = {c.aggregator_sample!r}: must be 'next' or 'current'")
-    need(c.weighting in ("uniform", "samples"), f"weighting = {c.weighting!r}: must be 'uniform' or 'samples'")
+    need(c.eval_nodes >= 1, f"eval_nodes = {c.eval_nodes}: must be >= 1")
+    need(c.eval_interval is None or (c.eval_interval > 0 and math.isfinite(c.eval_interval)),
+         f"eval_interval = {c.eval_interval}: must be a positive number of seconds")
+    need(c.stall_timeout > 0, f"stall_timeout = {c.stall_timeout}: must be a positive number of seconds (inf allowed)")
     need(c.server_bandwidth > 0, f"server_bandwidth = {c.server_bandwidth}: must be > 0 (inf allowed)")
     need(c.latency_values in ("rtt", "one-way"), f"latency_values = {c.latency_values!r}: must be rtt or one-way")
+    need(c.compute_model in COMPUTE_MODELS,
+         f"compute_model = {c.compute_model!r}: must be one of {', '.join(COMPUTE_MODELS)}")
     need(c.compute_factor >= 0 and math.isfinite(c.compute_factor),
          f"compute_factor = {c.compute_factor}: must be a non-negative number")
-    _validate_decentralized(c, need)
     for name in ("capacity_trace", "latency_matrix", "availability_trace"):
         path = getattr(c, name)
         if name == "availability_trace" and path is not None:
@@ -243,26 +344,3 @@ def _validate(c: Config) -> None:
                 parse_synthetic_spec(path)  # raises ConfigError naming the bad parameter
                 continue
         need(path is None or Path(path).is_file(), f"{name} = {path}: file does not exist")
-
-
-def _validate_decentralized(c: Config, need: Any) -> None:
-    """The decentralized-learning baselines' options; graph feasibility only for the algorithm that uses it."""
-    from plexus.protocol.topologies import build_topology, parse_topology
-
-    spec = parse_topology(c.topology)  # raises ConfigError naming the bad value
-    need(c.mixing in ("uniform", "metropolis-hastings"),
-         f"mixing = {c.mixing!r}: must be 'uniform' or 'metropolis-hastings'")
-    need(c.round_timeout > 0 and math.isfinite(c.round_timeout),
-         f"round_timeout = {c.round_timeout}: must be a positive number of seconds")
-    need(c.eval_nodes >= 1, f"eval_nodes = {c.eval_nodes}: must be >= 1")
-    need(c.eval_interval is None or (c.eval_interval > 0 and math.isfinite(c.eval_interval)),
-         f"eval_interval = {c.eval_interval}: must be a positive number of seconds")
-    need(c.fanout is None or c.fanout >= 1, f"fanout = {c.fanout}: must be >= 1")
-    assert c.nodes is not None
-    if c.algorithm == "dpsgd":
-        build_topology(spec, c.nodes, c.seed)  # raises ConfigError when no such graph exists (cached for the run)
-    if c.algorithm in ("el-local", "el-oracle"):
-        fanout = c.fanout if c.fanout is not None else c.sample_size
-        source = "fanout" if c.fanout is not None else "fanout (default: sample_size)"
-        need(fanout is not None and fanout <= c.nodes - 1,
-             f"{source} = {fanout}: must be at most nodes - 1 = {c.nodes - 1} (a node sends to distinct others)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -25,21 +26,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from plexus.config import SECTIONS, Config, config_from_mapping, resolve
+from plexus.config import SECTIONS, Config, coerce, config_from_mapping, resolve
 from plexus.errors import ConfigError
+from plexus.protocol.registry import algorithm
 
 if TYPE_CHECKING:
     from plexus.metrics.analysis import Comparison
     from plexus.metrics.results import Results
 
+log = logging.getLogger("plexus.study")
 COMPARISON_DIR = "comparison"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _topology_algorithms() -> frozenset[str]:
-    from plexus.metrics.analysis import TOPOLOGY_ALGORITHMS
+    """The registered algorithms whose options include a topology (a topology list expands only them)."""
+    from plexus.protocol.registry import algorithms
 
-    return TOPOLOGY_ALGORITHMS
+    return frozenset(name for name, spec in algorithms().items() if spec.traits.uses_topology)
 
 
 @dataclass
@@ -106,10 +110,8 @@ def _flatten_run(name: str, table: Any, source: str) -> dict[str, Any]:
             flat.update(value)
         else:
             flat[key] = value
-    known = set(Config.field_names())
     for key in flat:
-        if key not in known:
-            raise ConfigError(f"{source}: [runs.{name}] unknown option {key!r}")
+        coerce(key, flat[key], f"{source}: [runs.{name}]")  # unknown options and bad values fail here
     if "out" in flat:
         raise ConfigError(f"{source}: [runs.{name}] cannot set out (each run writes <out>/{name}/)")
     return flat
@@ -143,13 +145,31 @@ def plan_study(
     else:
         planned = expand_lists({**shared, **overrides})
     study = []
+    own_tables = {name: _flatten_run(name, table, source) for name, table in (runs or {}).items()}
+    shared_options: dict[str, Any] = {}
+    used: set[str] = set()
     for name, values in planned:
         values.pop("out", None)
         config = config_from_mapping(values, f"{source}, run {name}")
+        # options shared by the whole study apply to the runs whose algorithm has them; only an option a run
+        # sets in its own table and cannot use is worth a warning from that run
+        own = set(own_tables.get(name, {}))
+        try:
+            declared = {option.name for option in algorithm(config.algorithm).option_specs()}
+        except ConfigError as error:
+            raise ConfigError(f"run {name}: {error}") from None
+        for key, value in config.protocol.items():
+            if key not in own:
+                shared_options[key] = value
+        used |= declared & set(config.protocol)
+        kept = {k: v for k, v in config.protocol.items() if k in declared or k in own}
+        config = dataclasses.replace(config, protocol=kept)
         try:
             study.append(StudyRun(name, resolve(config)))
         except ConfigError as error:
             raise ConfigError(f"run {name}: {error}") from None
+    for key in sorted(set(shared_options) - used):
+        log.warning("option %s = %r has no effect: no run of the study uses it", key, shared_options[key])
     return study
 
 

@@ -1,7 +1,8 @@
 """``plexus simulate``: run an experiment in virtual time, or a study of several.
 
 Options come from a TOML file (``--config``) overridden by flags; every field of
-:class:`plexus.config.Config` has a flag of the same name. A comma list in ``--algorithm`` or ``--topology``,
+:class:`plexus.config.Config` has a flag of the same name, and so does every option an algorithm declares
+(generated from the registry, plug-ins included). A comma list in ``--algorithm`` or ``--topology``,
 or ``[runs.NAME]`` tables in the file, make a study (see :mod:`plexus.studies`): the runs go to
 ``<out>/<name>/`` and their comparison to ``<out>/comparison/``.
 """
@@ -9,12 +10,12 @@ or ``[runs.NAME]`` tables in the file, make a study (see :mod:`plexus.studies`):
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any
 
 from plexus.commands.progress import ProgressBar, print_summary_table
-from plexus.config import Config, coerce, config_from_mapping, field_types, load_toml, typing_args
+from plexus.config import PROTOCOL, Config, coerce, config_from_mapping, field_types, load_toml, typing_args
+from plexus.protocol.registry import all_option_specs
 from plexus.studies import is_study
 
 FLAG_ALIASES = {"out": ["-o"]}
@@ -30,25 +31,34 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     types = field_types()
     for f in Config.__dataclass_fields__.values():
+        if f.name == PROTOCOL:
+            continue
         target = next(t for t in typing_args(types[f.name]) if t is not type(None))
-        metavar = {int: "N", float: "X", str: "TEXT"}.get(target, "VALUE")
-        flags = [f"--{f.name.replace('_', '-')}", *FLAG_ALIASES.get(f.name, [])]
-        if target is bool:
-            parser.add_argument(*flags, dest=f.name, default=None, action="store_const", const=True,
-                                help=f.metadata["help"])
-        else:
-            parser.add_argument(*flags, dest=f.name, default=None, metavar=metavar, help=f.metadata["help"])
+        _add_flag(parser, f.name, target, f.metadata["help"])
+    group = parser.add_argument_group(
+        "algorithm options", "declared by the algorithms (see plexus algorithms); [used by] lists who reads each")
+    for name, (option, users) in all_option_specs().items():
+        choices = f" ({' | '.join(map(str, option.choices))})" if option.choices else ""
+        default = "" if option.default is None else f"; default {option.default}"
+        _add_flag(group, name, option.type, f"{option.help}{choices}{default} [{', '.join(users)}]")
     parser.set_defaults(handler=run)
+
+
+def _add_flag(parser: Any, name: str, target: type, help: str) -> None:
+    metavar = {int: "N", float: "X", str: "TEXT"}.get(target, "VALUE")
+    flags = [f"--{name.replace('_', '-')}", *FLAG_ALIASES.get(name, [])]
+    if target is bool:
+        parser.add_argument(*flags, dest=name, default=None, action="store_const", const=True, help=help)
+    else:
+        parser.add_argument(*flags, dest=name, default=None, metavar=metavar, help=help)
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     """The options given as flags, converted to their fields' types."""
     values: dict[str, Any] = {}
-    for name in Config.field_names():
+    for name in [*Config.field_names(), *all_option_specs()]:
         raw = getattr(args, name, None)
         if raw is not None:
-            if isinstance(raw, str) and raw.lower() in ("inf", "infinity") and name == "server_bandwidth":
-                raw = math.inf
             values[name] = coerce(name, raw, f"--{name.replace('_', '-')}")
     return values
 
@@ -67,7 +77,20 @@ def run(args: argparse.Namespace) -> int:
     results = run_simulation(config, progress=bar.update)
     bar.close()
     print_summary_table([results], stream=sys.stdout)
-    return 0
+    return exit_status([results])
+
+
+EXIT_STALLED = 3
+
+
+def exit_status(results: list[Any]) -> int:
+    """0, or EXIT_STALLED (3) when a run stalled: no progress was possible before its stop condition."""
+    stalled = [r for r in results if r.summary.get("stalled")]
+    for result in stalled:
+        where = result.summary.get("stalled_at", {})
+        print(f"plexus: {result.directory}: the run stalled at t={where.get('time_s', float('nan')):.1f}s "
+              f"(round {where.get('round', '?')}): {where.get('reason', '')}", file=sys.stderr)
+    return EXIT_STALLED if stalled else 0
 
 
 def run_study_command(args: argparse.Namespace, file_values: dict[str, Any], flags: dict[str, Any]) -> int:
@@ -81,5 +104,5 @@ def run_study_command(args: argparse.Namespace, file_values: dict[str, Any], fla
     if not args.quiet:
         names = ", ".join(run.name for run in study)
         print(f"study of {len(study)} runs: {names}", file=sys.stderr)
-    run_study(study, out, progress=not args.quiet, stream=sys.stdout)
-    return 0
+    results, _ = run_study(study, out, progress=not args.quiet, stream=sys.stdout)
+    return exit_status(results)

@@ -27,27 +27,11 @@ from typing import Any
 from plexus.errors import DataError
 from plexus.metrics.results import CONFIG_FILE, METRICS_FILE, ROUNDS_FILE, SUMMARY_FILE, Results, write_csv
 
-# Names of the decentralized-learning baselines, used when the registry does not (yet) know an algorithm:
-# a comparison must not change meaning because a folder was made by a newer plexus than the one reading it.
-DL_ALGORITHMS = frozenset({"dpsgd", "gossip", "el-local", "el-oracle"})
-# Algorithms whose behaviour depends on --topology; their label always names it (D-PSGD's graph is part of
-# what the baseline *is*: the paper reports "D-PSGD (10-regular)" and "D-PSGD (one-peer exp.)" separately).
-TOPOLOGY_ALGORITHMS = frozenset({"dpsgd"})
 FEDAVG = "fedavg"
 QUANTITIES = ("tta", "cta", "rta")
 QUANTITY_COLUMNS = {"tta": "time_s", "cta": "bytes_total", "rta": "train_seconds_total"}
 # config fields that never distinguish one run from another in a label
 _LABEL_IGNORED = frozenset({"out"})
-
-
-def is_decentralized(algorithm: str) -> bool:
-    """Whether ``algorithm`` is a DL baseline (the group the ratios are computed against)."""
-    from plexus.protocol.registry import ALGORITHMS
-
-    spec = ALGORITHMS.get(algorithm)
-    if spec is not None and getattr(spec, "decentralized", False):
-        return True
-    return algorithm in DL_ALGORITHMS
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -69,8 +53,22 @@ class Run:
         return str(self.results.summary.get("algorithm") or self.config.get("algorithm") or "?")
 
     @property
+    def traits(self) -> dict[str, Any]:
+        """What the algorithm declared about itself, as the run recorded it in summary.json (folders written
+        before traits were recorded have none: they count as neither decentralized nor topology-based)."""
+        traits = self.results.summary.get("traits")
+        return traits if isinstance(traits, dict) else {}
+
+    @property
     def decentralized(self) -> bool:
-        return is_decentralized(self.algorithm)
+        """A decentralized-learning baseline: the group the ratios are computed against."""
+        return bool(self.traits.get("decentralized", False))
+
+    @property
+    def uses_topology(self) -> bool:
+        """Its behaviour depends on --topology, so its label always names it (D-PSGD's graph is part of what
+        the baseline *is*: the paper reports "D-PSGD (10-regular)" and "D-PSGD (one-peer exp.)" separately)."""
+        return bool(self.traits.get("uses_topology", False))
 
     @property
     def durations(self) -> list[float]:
@@ -184,10 +182,10 @@ def assign_labels(runs: Sequence[Run]) -> None:
             differing = [k for k in keys if len({repr(run.config.get(k)) for run in group}) > 1]
         for run in group:
             parts = []
-            if algorithm in TOPOLOGY_ALGORITHMS and "topology" in run.config:
+            if run.uses_topology and "topology" in run.config:
                 parts.append(str(run.config["topology"]))
             for key in differing:
-                if key == "topology" and algorithm in TOPOLOGY_ALGORITHMS:
+                if key == "topology" and run.uses_topology:
                     continue
                 parts.append(f"{key}={_short(run.config.get(key))}")
             run.label = f"{algorithm} ({', '.join(parts)})" if parts else algorithm

@@ -1,20 +1,36 @@
-"""What every decentralized-learning node shares: its own current model, at most one training job, and a stop
-that abandons that job. The observer evaluates ``current_model()`` since there is no global model."""
+"""What every decentralized-learning node shares: its own current model, at most one training job, a stop that
+abandons that job, and the message that carries a node's model to its neighbours of a round.
+
+The observer evaluates ``current_model()`` since there is no global model.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from plexus.config import Config
 from plexus.protocol.futures import Future
-from plexus.protocol.runtime import Node, Runtime, TrainResult
+from plexus.protocol.messages import Message, Params, message
+from plexus.protocol.node import Node
+from plexus.protocol.runtime import Runtime, TrainResult
+
+
+@message(kind=5)
+class NeighbourModel(Message):
+    """A decentralized-learning node's model after its local training of ``round``."""
+
+    round: int
+    samples: int
+    params: Params
 
 
 class DecentralizedNode(Node):
-    def __init__(self, runtime: Runtime, config: Config) -> None:
-        super().__init__(runtime)
-        self.local_steps = int(config.local_steps or 1)
+    def __init__(self, runtime: Runtime, options: Any) -> None:
+        super().__init__(runtime, options)
+        self.local_steps = int(options.local_steps)
         self.model: np.ndarray = runtime.initial_model()
+        self.parameters = self.model.size
         self._training: Future[TrainResult] | None = None
         self._stopped = False
 

@@ -2,75 +2,135 @@
 
 The server is not a node: it holds no data, has its own (by default infinite) bandwidth, and each round samples
 s nodes uniformly at random with its seeded RNG, sends them the global model, and averages the first
-ceil(s x sf) trained models that come back; later ones are dropped and counted.
+floor(s x sf) trained models that come back (at least 1, the same quorum rule as Plexus so that both are
+compared at equal sf); later ones are dropped and counted.
+
+**Checked senders.** The server accepts a model only from a client it selected for the current round, once per
+client, with the model's parameter count; a client accepts a global model only from the server. Refusals are
+counted by reason.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from plexus.config import Config
 from plexus.protocol.aggregation import average
 from plexus.protocol.futures import Future
-from plexus.protocol.messages import ModelKind, ModelMessage
-from plexus.protocol.runtime import Node, Runtime, TrainResult
+from plexus.protocol.messages import Message, Params, message
+from plexus.protocol.node import Node, handles
+from plexus.protocol.options import inherited, option
+from plexus.protocol.plexus import quorum
+from plexus.protocol.registry import register
+from plexus.protocol.runtime import Runtime, TrainResult
 
 SERVER_ID = b"server"
 
 
+@dataclass(frozen=True)
+class FedAvgOptions:
+    local_steps: int = inherited("local SGD steps per round")
+    nodes: int = inherited("number of nodes")
+    sample_size: int = option(13, "s: nodes sampled per round", minimum=1)
+    success_fraction: float = option(0.8, "sf: aggregate once floor(s x sf) models (at least 1) have arrived",
+                                     above=0, maximum=1)
+    weighting: str = option("uniform", "aggregation weights: uniform (the paper) or samples (local dataset sizes)",
+                            choices=("uniform", "samples"))
+
+    def check(self) -> None:
+        if self.sample_size > self.nodes:
+            raise ValueError(f"sample_size = {self.sample_size} exceeds nodes = {self.nodes} "
+                             f"(s must be <= the number of nodes)")
+
+
+@message(kind=3)
+class GlobalModel(Message):
+    """The server's global model of ``round``, sent to the clients selected for it."""
+
+    round: int
+    params: Params
+
+
+@message(kind=4)
+class ClientUpdate(Message):
+    """A client's model trained from round ``round``'s global model."""
+
+    round: int
+    samples: int
+    params: Params
+
+
 class FedAvgServer(Node):
-    def __init__(self, runtime: Runtime, config: Config) -> None:
-        super().__init__(runtime)
-        assert config.sample_size is not None and config.success_fraction is not None
-        self.sample_size = config.sample_size
-        self.quorum = math.ceil(config.sample_size * config.success_fraction - 1e-9)
-        self.weighted = config.weighting == "samples"
+    options: FedAvgOptions
+
+    def __init__(self, runtime: Runtime, options: FedAvgOptions) -> None:
+        super().__init__(runtime, options)
+        self.sample_size = options.sample_size
+        self.quorum = quorum(options.sample_size, options.success_fraction)
+        self.weighted = options.weighting == "samples"
+        self.parameters = runtime.initial_model().size
         self.round = 0
-        self._collected: list[ModelMessage] = []
-        self._clients = [node for node in runtime.membership.ids() if node != runtime.node_id]
+        self._selected: set[bytes] = set()
+        self._collected: dict[bytes, ClientUpdate] = {}
+        self._clients = [node for node in runtime.view.ids() if node != runtime.node_id]
 
     def start(self) -> None:
         self._begin(1, self.runtime.initial_model())
 
     def _begin(self, round: int, params: np.ndarray) -> None:
         self.round = round
-        self._collected = []
+        self._collected = {}
         chosen = self.runtime.rng.choice(len(self._clients), size=self.sample_size, replace=False)
-        message = ModelMessage(ModelKind.GLOBAL, round, params)
+        self._selected = {self._clients[index] for index in chosen.tolist()}
+        message = GlobalModel(round, params)
         for index in sorted(chosen.tolist()):
             self.runtime.send(self._clients[index], message)
 
-    def on_message(self, sender: bytes, message: ModelMessage) -> None:
-        if message.kind != ModelKind.TRAINED:
-            return
+    @handles(ClientUpdate)
+    def on_update(self, sender: bytes, message: ClientUpdate) -> None:
+        metrics = self.runtime.metrics
         if message.round != self.round or len(self._collected) >= self.quorum:
-            self.runtime.metrics.count("late_models_dropped")
+            if message.round <= self.round:
+                metrics.count("late_models_dropped")
+            else:
+                metrics.rejected("future_round", sender)
             return
-        self._collected.append(message)
+        if sender not in self._selected:
+            metrics.rejected("sender_not_selected", sender)
+            return
+        if sender in self._collected:
+            metrics.rejected("duplicate_model", sender)
+            return
+        if message.params.size != self.parameters:
+            metrics.rejected("wrong_parameter_count", sender)
+            return
+        self._collected[sender] = message
         if len(self._collected) == self.quorum:
-            weights = [m.samples for m in self._collected] if self.weighted else None
-            global_model = average([m.params for m in self._collected], weights)
+            models = list(self._collected.values())
+            weights = [m.samples for m in models] if self.weighted else None
+            global_model = average([m.params for m in models], weights)
             self.runtime.metrics.global_model(self.round, global_model)
             self._begin(self.round + 1, global_model)
 
 
+@register("fedavg", description="FedAvg with a server (McMahan et al., 2017)", options=FedAvgOptions,
+          server=FedAvgServer)
 class FedAvgClient(Node):
-    def __init__(self, runtime: Runtime, config: Config) -> None:
-        super().__init__(runtime)
-        self.local_steps = int(config.local_steps or 1)
+    def __init__(self, runtime: Runtime, options: FedAvgOptions) -> None:
+        super().__init__(runtime, options)
+        self.local_steps = options.local_steps
+        self.server_id = SERVER_ID
         self._training: Future[TrainResult] | None = None
-
-    def start(self) -> None:
-        pass
 
     def stop(self) -> None:
         if self._training is not None:
             self._training.cancel()
 
-    def on_message(self, sender: bytes, message: ModelMessage) -> None:
-        if message.kind != ModelKind.GLOBAL:
+    @handles(GlobalModel)
+    def on_global(self, sender: bytes, message: GlobalModel) -> None:
+        if sender != self.server_id:
+            self.runtime.metrics.rejected("not_the_server", sender)
             return
         if self._training is not None and not self._training.done():
             self._training.cancel()
@@ -82,7 +142,6 @@ class FedAvgClient(Node):
         def reply(done: Future[TrainResult]) -> None:
             if not done.cancelled():
                 result = done.result()
-                trained = ModelMessage(ModelKind.TRAINED, round, result.params, samples=self.runtime.local_samples)
-                self.runtime.send(sender, trained)
+                self.runtime.send(sender, ClientUpdate(round, self.runtime.local_samples, result.params))
 
         future.add_done_callback(reply)

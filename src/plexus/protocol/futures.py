@@ -58,6 +58,23 @@ class Future(Generic[T]):
         self._exception = exc
         self._finish()
 
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` if this future is cancelled (the producer's way to stop the work behind it).
+        One hook per future; a later call replaces an earlier one."""
+        self._on_cancel = hook
+
+    def exception(self) -> BaseException | None:
+        """The exception the future failed with, or None (raises if not done; CancelledError if cancelled)."""
+        if not self._done:
+            raise RuntimeError("future is not done yet")
+        if self._cancelled:
+            raise CancelledError()
+        return self._exception
+
+    def failed(self) -> bool:
+        """Whether the future is done with an exception (not cancelled)."""
+        return self._done and not self._cancelled and self._exception is not None
+
     def cancel(self) -> bool:
         """Abandon the work; returns False if it had already finished."""
         if self._done:

@@ -1,63 +1,123 @@
 """Plexus (Dhasade et al., EuroMLSys 2025): federated learning without a server.
 
-Round k's participants are the sample S_k every node derives on its own (Algorithm 1, see
+Round k's participants are the sample S_k every node derives on its own from its view (Algorithm 1, see
 :mod:`plexus.protocol.sampling`). Algorithm 2, push-based:
 
 1. The members of S_1 start from the same seeded initial model.
 2. A participant of round k trains ``local_steps`` SGD steps and sends its model to the round's aggregator.
 3. The aggregator of round k is, by default, the member of S_{k+1} with the highest advertised upload
-   bandwidth (ties broken by hash order), as in the paper's section 4.1 and the authors' code: it will train
-   in round k+1 itself, which saves one transfer. ``aggregator_sample = "current"`` takes it from S_k instead,
-   the literal reading of Algorithm 2.
-4. The aggregator averages as soon as it holds ceil(s x sf) models of round k (later ones are dropped and
-   counted), reports the result as round k's global model, and pushes it to every member of S_{k+1}.
+   bandwidth (ties broken by hash order): it will train in round k+1 itself, which saves one transfer.
+   ``aggregator_sample = "current"`` takes it from S_k instead, the literal reading of Algorithm 2.
+4. The aggregator averages as soon as it holds floor(s x sf) models of round k (at least 1; later ones are
+   dropped and counted), reports the result as round k's global model, and pushes it to every member of S_{k+1}.
 5. A member of S_{k+1} receiving it abandons any older training still running and trains round k+1.
+
+**Checked senders.** An aggregator accepts a model of round k only if it is itself the aggregator of round k by
+its own view, only from a member of S_k, once per sender, and only with the model's parameter count; a node
+accepts the aggregate of round k+1 only from the aggregator of round k, and only if it is in S_{k+1}. Anything
+else is refused and counted by reason (``summary.json``'s ``rejections``).
+
+**Where we follow the authors' code** (``sacs-epfl/plexus``, ``dlsim/plexus/community.py``): the quorum is
+``floor(s x sf)`` (``has_enough_trained_models``: 10 of 13 at sf = 0.8), late models are ignored, averaging is
+uniform, and the aggregator is a high-bandwidth member of the next round's sample. **Where we differ, and why**:
+the authors sort the first s candidates of round k+1 by bandwidth and ping them, taking the first to answer;
+without churn (this module) every candidate answers, so the fastest uploader of S_{k+1} is exactly their choice.
+Their 300 s aggregation timeout, pings and retries belong to fault tolerance (MoDeST), which the churn machinery
+adds on top of this module. ``weighting = "samples"`` (FedAvg's n_k / n) is offered as an option; the paper
+averages uniformly.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from plexus.config import Config
 from plexus.protocol.aggregation import average
 from plexus.protocol.futures import Future
-from plexus.protocol.messages import ModelKind, ModelMessage
-from plexus.protocol.runtime import Node, Runtime, TrainResult
+from plexus.protocol.messages import Message, Params, message
+from plexus.protocol.node import Node, handles
+from plexus.protocol.options import inherited, option
+from plexus.protocol.registry import register
+from plexus.protocol.runtime import Runtime, TrainResult
 
 
+@dataclass(frozen=True)
+class PlexusOptions:
+    local_steps: int = inherited("local SGD steps per round")
+    nodes: int = inherited("number of nodes")
+    sample_size: int = option(13, "s: nodes sampled per round", minimum=1)
+    success_fraction: float = option(0.8, "sf: aggregate once floor(s x sf) models (at least 1) have arrived",
+                                     above=0, maximum=1)
+    aggregator_sample: str = option("next", "take round k's aggregator from sample k+1 (next, as the authors' "
+                                    "code) or from sample k (current, the literal Algorithm 2)",
+                                    choices=("next", "current"))
+    weighting: str = option("uniform", "aggregation weights: uniform (the paper) or samples (local dataset sizes)",
+                            choices=("uniform", "samples"))
+
+    def check(self) -> None:
+        if self.sample_size > self.nodes:
+            raise ValueError(f"sample_size = {self.sample_size} exceeds nodes = {self.nodes} "
+                             f"(s must be <= the number of nodes)")
+
+
+def quorum(sample_size: int, success_fraction: float) -> int:
+    """floor(s x sf), at least 1: the number of models an aggregator waits for (the authors' rule)."""
+    return max(1, math.floor(sample_size * success_fraction + 1e-9))
+
+
+@message(kind=1)
+class TrainedModel(Message):
+    """A participant's locally trained model of ``round``, sent to that round's aggregator."""
+
+    round: int
+    samples: int
+    params: Params
+
+
+@message(kind=2)
+class AggregatedModel(Message):
+    """The aggregate of round ``round - 1``, pushed to the members of S_round, who train on it."""
+
+    round: int
+    params: Params
+
+
+@register("plexus", description="Plexus: sampled FL without a server (EuroMLSys 2025)", options=PlexusOptions)
 class PlexusNode(Node):
-    def __init__(self, runtime: Runtime, config: Config) -> None:
-        super().__init__(runtime)
-        assert config.sample_size is not None and config.success_fraction is not None
-        self.sample_size = config.sample_size
-        self.quorum = math.ceil(config.sample_size * config.success_fraction - 1e-9)
-        self.local_steps = int(config.local_steps or 1)
-        self.aggregate_from_next = config.aggregator_sample == "next"
-        self.weighted = config.weighting == "samples"
+    options: PlexusOptions
+
+    def __init__(self, runtime: Runtime, options: PlexusOptions) -> None:
+        super().__init__(runtime, options)
+        self.sample_size = options.sample_size
+        self.quorum = quorum(options.sample_size, options.success_fraction)
+        self.local_steps = options.local_steps
+        self.aggregate_from_next = options.aggregator_sample == "next"
+        self.weighted = options.weighting == "samples"
+        self.parameters = runtime.initial_model().size
         self.round = 0  # the latest round this node trained (or is training) in
         self._training: dict[int, Future[TrainResult]] = {}
-        self._collected: dict[int, list[ModelMessage]] = {}
+        self._collected: dict[int, dict[bytes, TrainedModel]] = {}
         self._aggregated_up_to = 0  # rounds <= this one were aggregated here (or are stale)
 
     # ----------------------------------------------------------- sampling
     def sample(self, round: int) -> list[bytes]:
-        return self.runtime.membership.sample(round, self.sample_size)
+        return self.runtime.view.sample(round, self.sample_size)
 
     def aggregator(self, round: int) -> bytes:
-        """Who aggregates the models trained in ``round``."""
+        """Who aggregates the models trained in ``round``, by this node's view."""
         source = round + 1 if self.aggregate_from_next else round
-        membership = self.runtime.membership
-        return membership.memo(("plexus-aggregator", source, self.sample_size),
-                               lambda: self._fastest_uploader(self.sample(source)))
+        view = self.runtime.view
+        return view.memo(("plexus-aggregator", source, self.sample_size),
+                         lambda: self._fastest_uploader(self.sample(source)))
 
     def _fastest_uploader(self, candidates: list[bytes]) -> bytes:
-        membership = self.runtime.membership
+        view = self.runtime.view
         best = candidates[0]
-        best_bandwidth = membership.info(best).upload_bps
+        best_bandwidth = view.info(best).upload_bps
         for candidate in candidates[1:]:
-            bandwidth = membership.info(candidate).upload_bps
+            bandwidth = view.info(candidate).upload_bps
             if bandwidth > best_bandwidth:  # strict: ties keep the earlier one in hash order
                 best, best_bandwidth = candidate, bandwidth
         return best
@@ -72,16 +132,22 @@ class PlexusNode(Node):
             future.cancel()
         self._training.clear()
 
-    def on_message(self, sender: bytes, message: ModelMessage) -> None:
-        if message.kind == ModelKind.TRAINED:
-            self._collect(message)
-        elif message.kind == ModelKind.AGGREGATE:
-            if message.round > self.round:
-                self._train(message.round, message.params)
-            else:
-                self.runtime.metrics.count("duplicate_aggregates_ignored")
-
     # ----------------------------------------------------------- participant
+    @handles(AggregatedModel)
+    def on_aggregate(self, sender: bytes, message: AggregatedModel) -> None:
+        round = message.round
+        metrics = self.runtime.metrics
+        if round < 2 or sender != self.aggregator(round - 1):
+            metrics.rejected("not_the_aggregator", sender)
+        elif self.runtime.node_id not in self.sample(round):
+            metrics.rejected("receiver_not_in_sample", sender)
+        elif message.params.size != self.parameters:
+            metrics.rejected("wrong_parameter_count", sender)
+        elif round <= self.round:
+            metrics.count("duplicate_aggregates_ignored")
+        else:
+            self._train(round, message.params)
+
     def _train(self, round: int, params: np.ndarray) -> None:
         for old_round in [r for r in self._training if r < round]:
             self._training.pop(old_round).cancel()
@@ -96,29 +162,43 @@ class PlexusNode(Node):
             return
         self._training.pop(round, None)
         result = future.result()
-        message = ModelMessage(ModelKind.TRAINED, round, result.params, samples=self.runtime.local_samples)
+        message = TrainedModel(round, self.runtime.local_samples, result.params)
         self.runtime.send(self.aggregator(round), message)
 
     # ----------------------------------------------------------- aggregator
-    def _collect(self, message: ModelMessage) -> None:
+    @handles(TrainedModel)
+    def on_trained_model(self, sender: bytes, message: TrainedModel) -> None:
         round = message.round
-        if round <= self._aggregated_up_to and round not in self._collected:
-            self.runtime.metrics.count("late_models_dropped")
+        metrics = self.runtime.metrics
+        if round < 1 or self.aggregator(round) != self.runtime.node_id:
+            metrics.rejected("not_the_aggregator", sender)
             return
-        bucket = self._collected.setdefault(round, [])
-        bucket.append(message)
+        if sender not in self.sample(round):
+            metrics.rejected("sender_not_in_sample", sender)
+            return
+        if message.params.size != self.parameters:
+            metrics.rejected("wrong_parameter_count", sender)
+            return
+        if round <= self._aggregated_up_to and round not in self._collected:
+            metrics.count("late_models_dropped")
+            return
+        bucket = self._collected.setdefault(round, {})
+        if sender in bucket:
+            metrics.rejected("duplicate_model", sender)
+            return
+        bucket[sender] = message
         if len(bucket) >= self.quorum:
             del self._collected[round]
             self._aggregated_up_to = max(self._aggregated_up_to, round)
             for stale in [r for r in self._collected if r < round]:
                 # an older round that never reached its quorum here can no longer matter
-                self.runtime.metrics.count("late_models_dropped", len(self._collected.pop(stale)))
-            self._aggregate(round, bucket)
+                metrics.count("late_models_dropped", len(self._collected.pop(stale)))
+            self._aggregate(round, list(bucket.values()))
 
-    def _aggregate(self, round: int, models: list[ModelMessage]) -> None:
+    def _aggregate(self, round: int, models: list[TrainedModel]) -> None:
         weights = [m.samples for m in models] if self.weighted else None
         global_model = average([m.params for m in models], weights)
         self.runtime.metrics.global_model(round, global_model)
-        message = ModelMessage(ModelKind.AGGREGATE, round + 1, global_model)
+        message = AggregatedModel(round + 1, global_model)
         for member in self.sample(round + 1):
             self.runtime.send(member, message)

@@ -1,102 +1,157 @@
-"""The only interface an algorithm may use.
+"""The contract between an algorithm and the world it runs in: the only interface an algorithm may use.
 
-A node class receives a :class:`Runtime` and talks to the world through it: clocks and timers, sending
-messages to node ids, training its model on its local data, the membership it knows, a seeded RNG and a
-metrics recorder. The simulator implements it in virtual time, the live runtime on sockets and the wall
-clock; protocol code must not import either.
+A node class (:class:`plexus.protocol.node.Node`) receives a :class:`Runtime` and its options, and talks to the
+world through the runtime alone. The simulator implements it in virtual time (``plexus.sim``), the live runtime
+on sockets and the wall clock (``plexus.live``). This docstring is the specification: a third runtime can be
+written from it.
+
+**Time.** :meth:`Runtime.now` is the runtime's clock in seconds (virtual or wall). :meth:`Runtime.call_later`
+follows asyncio's ``loop.call_later``: the callback runs once, ``delay`` seconds from now (a negative delay
+counts as 0; NaN is refused), never synchronously inside ``call_later``; callbacks due at the same time run in
+the order they were scheduled; the returned :class:`Timer` has ``cancel()`` (idempotent; a cancelled callback
+never runs; cancelling after it ran does nothing), ``cancelled()`` and ``when()``. :meth:`Runtime.sleep` and
+:meth:`Runtime.spawn` let a node be written as coroutines over :class:`~plexus.protocol.futures.Future`.
+Callbacks run one at a time (no two callbacks of a runtime ever run concurrently), so node code needs no locks.
+Unlike asyncio, an exception escaping a callback is a protocol bug: the simulator stops the run with it, the
+live runtime logs it with its traceback and stops the node.
+
+**Sending.** :meth:`Runtime.send` hands a :class:`~plexus.protocol.messages.Message` to the network and returns
+a :class:`Transmission`, a future that
+
+- resolves (to ``None``) when the message has been delivered to the destination node;
+- fails with :class:`UnknownPeer` at once when the destination is not a node this runtime can address;
+- fails with :class:`PeerUnreachable` when the message cannot be delivered: the destination is offline when
+  the message would arrive, either end crashes or leaves during the transfer, or (live) the connection cannot
+  be made or breaks before the peer acknowledged the message;
+- is never cancelled by the runtime. Cancelling it abandons the transfer while its bytes are still leaving
+  (the simulator stops charging bandwidth for it, and ``sent`` is cancelled too); once the last byte has left
+  it only detaches the caller and the message is still delivered. A cancellation is not a loss.
+
+``transmission.sent`` is a second future that resolves when the message's last byte has left this node's
+uplink (the moment a node that paces itself by its uplink may send more), and fails like the transmission if
+the transfer is aborted before that. There is no ordering guarantee between messages, even between the same two
+nodes: the simulator shares bandwidth between concurrent transfers, so a small message sent after a large one may
+arrive first, and protocols tag what they send (a round, an age) rather than rely on order. Sending to oneself is
+allowed: the message is delivered as a separate callback after zero delay (never re-entrantly), costs no
+bandwidth, and both futures resolve then. A message is shared, not copied: it is
+immutable and its model is a read-only array, so receivers copy before they modify.
+
+Receiving is the node's business: the runtime calls ``node.deliver(sender, message)`` once per message, where
+``sender`` is the authenticated id of the node that sent it (in the live world, the key that signed it).
+
+**Training.** :meth:`Runtime.train` trains a copy of ``params`` for ``steps`` local SGD steps on this node's
+own data and returns a future of :class:`TrainResult`. A node trains one job at a time; later jobs queue behind
+earlier ones. Cancelling the future abandons the job (its compute is released). Training never changes its
+input array.
+
+**Membership.** :attr:`Runtime.view` is this node's own :class:`~plexus.protocol.view.View`: the nodes it knows,
+with their advertised capacities. It is the node's to change (churn algorithms do); the runtime only seeds it.
+
+**The rest.** :meth:`Runtime.initial_model` is the experiment's seeded initial model, identical on every node
+and read-only; :attr:`Runtime.local_samples` the size of the node's training set; :attr:`Runtime.rng` a
+generator seeded for this node alone; :attr:`Runtime.metrics` the :class:`MetricsSink` through which a node
+reports to whoever observes the run (never to other nodes).
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from plexus.protocol.futures import Future, Task
-from plexus.protocol.messages import ModelMessage
+from plexus.protocol.messages import Message
+from plexus.protocol.view import PeerInfo, View
+
+__all__ = [
+    "MetricsSink",
+    "PeerInfo",
+    "PeerUnreachable",
+    "Runtime",
+    "SendError",
+    "Timer",
+    "TrainResult",
+    "Transmission",
+    "UnknownPeer",
+    "View",
+]
 
 
-@dataclass(frozen=True)
-class PeerInfo:
-    """What a node advertises about itself: its id and its link capacities in bytes per second."""
+class SendError(Exception):
+    """Why a :class:`Transmission` failed. ``peer`` is the destination."""
 
-    node_id: bytes
-    upload_bps: float = math.inf
-    download_bps: float = math.inf
+    def __init__(self, peer: bytes, reason: str) -> None:
+        super().__init__(f"{reason} ({peer[:16]!r})")
+        self.peer = peer
+        self.reason = reason
 
 
-class Membership:
-    """The set of nodes a node knows about, with their advertised capacities.
+class UnknownPeer(SendError):
+    """The destination is not a node this runtime can address."""
 
-    It is a node's own belief (its *view*). In a run without churn every node's view holds everyone, and the
-    simulator shares one immutable instance between nodes; sampling results are cached on it because they are
-    a pure function of (membership, round, size).
-    """
 
-    def __init__(self, peers: Iterable[PeerInfo]) -> None:
-        self._peers = {peer.node_id: peer for peer in peers}
-        self._ids = sorted(self._peers)
-        self._sample_cache: dict[tuple[int, int], list[bytes]] = {}
-        self._memo: dict[Hashable, Any] = {}
+class PeerUnreachable(SendError):
+    """The message could not be delivered: destination offline or crashed, or the connection failed."""
 
-    def __len__(self) -> int:
-        return len(self._ids)
 
-    def __contains__(self, node_id: object) -> bool:
-        return node_id in self._peers
+class Transmission(Future[None]):
+    """A sent message: resolves on delivery, fails with :class:`SendError`; ``sent`` resolves when the message
+    has left this node's uplink. See the module docstring for the exact rules."""
 
-    def ids(self) -> Sequence[bytes]:
-        """All known node ids, sorted."""
-        return self._ids
+    __slots__ = ("_sent", "_left")
 
-    def info(self, node_id: bytes) -> PeerInfo:
-        return self._peers[node_id]
+    def __init__(self) -> None:
+        super().__init__()
+        self._sent: Future[None] | None = None
+        self._left = False
 
-    def positions(self) -> dict[bytes, int]:
-        """Each known id's index in :meth:`ids`; built once and shared (do not modify)."""
-        return self.memo("positions", lambda: {node_id: i for i, node_id in enumerate(self._ids)})
+    @property
+    def sent(self) -> Future[None]:
+        """Resolved when the last byte has left this node's uplink (created on first use)."""
+        future = self._sent
+        if future is None:
+            future = self._sent = Future()
+            if self._left:
+                future.set_result(None)
+            elif self._done and self._exception is not None:
+                future.set_exception(self._exception)
+        return future
 
-    def other(self, me: int, index: int) -> bytes:
-        """The ``index``-th known node other than the one at position ``me`` (0 <= index < len - 1): lets a
-        node draw a random peer without keeping its own list of everyone else."""
-        return self._ids[index + 1 if index >= me else index]
+    # ----------------------------------------------------------- for runtimes
+    def mark_sent(self) -> None:
+        """Runtime side: the last byte has left the sender."""
+        self._left = True
+        if self._sent is not None:
+            self._sent.set_result(None)
 
-    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """Cache a value derived only from this membership (e.g. a round's aggregator); nodes sharing one
-        view then compute it once. Bounded: the cache is emptied when it grows large."""
-        try:
-            return self._memo[key]
-        except KeyError:
-            if len(self._memo) > 4096:
-                self._memo.clear()
-            value = self._memo[key] = compute()
-            return value
+    def mark_delivered(self) -> None:
+        """Runtime side: the destination node has the message."""
+        if not self._left:
+            self.mark_sent()
+        self.set_result(None)
 
-    def sample(self, round: int, size: int) -> list[bytes]:
-        """:func:`plexus.protocol.sampling.derive_sample` over this membership, cached."""
-        key = (round, size)
-        cached = self._sample_cache.get(key)
-        if cached is None:
-            from plexus.protocol.sampling import derive_sample
+    def cancel(self) -> bool:
+        if self._sent is not None and not self._left:
+            self._sent.cancel()
+        return super().cancel()
 
-            cached = derive_sample(self._ids, round, size)
-            if len(self._sample_cache) > 4096:
-                self._sample_cache.clear()
-            self._sample_cache[key] = cached
-        return cached
+    def mark_failed(self, error: SendError) -> None:
+        """Runtime side: the message will never be delivered."""
+        if self._sent is not None and not self._left:
+            self._sent.set_exception(error)
+        self.set_exception(error)
 
 
 class Timer(Protocol):
-    """A scheduled callback that can be cancelled before it fires."""
+    """A scheduled callback (asyncio's ``TimerHandle`` satisfies this)."""
 
     def cancel(self) -> None: ...
 
-    @property
     def cancelled(self) -> bool: ...
+
+    def when(self) -> float: ...
 
 
 class TrainResult(NamedTuple):
@@ -108,7 +163,8 @@ class TrainResult(NamedTuple):
 
 
 class MetricsSink(ABC):
-    """What a node reports to whoever observes the run (an observer in simulation, a log when live)."""
+    """What a node reports to whoever observes the run (an observer in simulation, a log and an optional
+    observer process when live). Reports never influence the protocol."""
 
     @abstractmethod
     def global_model(self, round: int, params: np.ndarray) -> None:
@@ -116,23 +172,37 @@ class MetricsSink(ABC):
 
     @abstractmethod
     def count(self, name: str, amount: int = 1) -> None:
-        """Increment a named counter (late models dropped, rounds skipped, ...)."""
+        """Increment a named counter (late models dropped, stale training abandoned, ...)."""
+
+    @abstractmethod
+    def rejected(self, reason: str, sender: bytes) -> None:
+        """A message from ``sender`` was refused for ``reason`` (a short snake_case phrase, e.g.
+        ``not_in_sample``); counted per reason (``summary.json``'s ``rejections``), logged once per peer and
+        reason in the live world."""
 
     @abstractmethod
     def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
         """How long a round took, as its aggregator or server saw it.
 
-        Decentralized-learning nodes pass their own id as ``node``: every node has its own rounds there, and
-        the observer also learns from these calls how far each node has got (its round clock).
+        Decentralized-learning nodes pass their own id as ``node``: every node has its own rounds there, and the
+        observer also learns from these calls how far each node has got (its round clock).
         """
 
 
 class Runtime(ABC):
-    """What an algorithm may use. All times are in seconds of the runtime's clock."""
+    """What an algorithm may use. All times are in seconds of the runtime's clock; see the module docstring."""
 
     node_id: bytes
-    rng: np.random.Generator
-    metrics: MetricsSink
+
+    @property
+    @abstractmethod
+    def rng(self) -> np.random.Generator:
+        """A generator seeded for this node alone (the same sequence on every run of the same experiment)."""
+
+    @property
+    @abstractmethod
+    def metrics(self) -> MetricsSink:
+        """Where this node reports counters, rejections, global models and round durations."""
 
     @abstractmethod
     def now(self) -> float:
@@ -143,10 +213,11 @@ class Runtime(ABC):
         """Run ``callback(*args)`` after ``delay`` seconds unless the returned timer is cancelled."""
 
     def sleep(self, delay: float) -> Future[None]:
-        """A future resolved after ``delay`` seconds; ``await runtime.sleep(d)`` in coroutine-style nodes."""
+        """A future resolved after ``delay`` seconds; ``await runtime.sleep(d)`` in coroutine-style nodes.
+        Cancelling it cancels the timer."""
         future: Future[None] = Future()
         timer = self.call_later(delay, future.set_result, None)
-        future._on_cancel = timer.cancel
+        future.on_cancel(timer.cancel)
         return future
 
     def spawn(self, coroutine: Coroutine[Any, None, Any]) -> Future[Any]:
@@ -154,12 +225,8 @@ class Runtime(ABC):
         return Task(coroutine)
 
     @abstractmethod
-    def send(self, peer: bytes, message: ModelMessage) -> Future[None]:
-        """Send ``message`` to node ``peer``; delivery is asynchronous and may fail silently if it is down.
-
-        The returned future resolves once the message has left this node (its last byte is on the wire), which
-        is when a node that paces itself by its uplink may send more; it says nothing about delivery.
-        """
+    def send(self, peer: bytes, message: Message) -> Transmission:
+        """Send ``message`` to node ``peer``; see the module docstring for what the returned future means."""
 
     @abstractmethod
     def train(self, params: np.ndarray, steps: int) -> Future[TrainResult]:
@@ -167,8 +234,8 @@ class Runtime(ABC):
 
     @property
     @abstractmethod
-    def membership(self) -> Membership:
-        """The nodes this node knows, with their advertised bandwidth."""
+    def view(self) -> View:
+        """This node's own view of the membership."""
 
     @abstractmethod
     def initial_model(self) -> np.ndarray:
@@ -180,23 +247,6 @@ class Runtime(ABC):
         """How many training samples this node holds (used for sample-count weighting)."""
 
 
-class Node(ABC):
-    """An algorithm's per-node logic. The runtime calls ``start`` once and ``on_message`` per delivery."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    @abstractmethod
-    def start(self) -> None:
-        """Begin participating (schedule timers, start training, ...)."""
-
-    @abstractmethod
-    def on_message(self, sender: bytes, message: ModelMessage) -> None:
-        """Handle a message delivered to this node."""
-
-    def current_model(self) -> np.ndarray | None:
-        """This node's current model, for an observer that evaluates node models (decentralized learning)."""
-        return None
-
-    def stop(self) -> None:  # noqa: B027 - optional hook
-        """Release timers and pending work; the node will receive nothing more."""
+def call_soon(runtime: Runtime, callback: Callable[..., Any], *args: Any) -> Timer:
+    """Run ``callback(*args)`` as a separate callback as soon as possible (after zero delay)."""
+    return runtime.call_later(0.0, callback, *args)

@@ -14,7 +14,8 @@ from typing import Any
 
 
 class EventTimer:
-    """A scheduled callback; ``cancel()`` before it fires and it never runs."""
+    """A scheduled callback with asyncio's ``TimerHandle`` interface: ``cancel()`` before it fires and it never
+    runs (cancelling again, or after it ran, does nothing); ``cancelled()``; ``when()``."""
 
     __slots__ = ("time", "callback", "args", "_cancelled")
 
@@ -27,9 +28,17 @@ class EventTimer:
     def cancel(self) -> None:
         self._cancelled = True
 
-    @property
     def cancelled(self) -> bool:
         return self._cancelled
+
+    def when(self) -> float:
+        return self.time
+
+
+class DaemonTimer(EventTimer):
+    """A timer that does not keep the loop alive: :meth:`EventLoop.run` returns once only daemons are left."""
+
+    __slots__ = ()
 
 
 class EventLoop:
@@ -37,6 +46,7 @@ class EventLoop:
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, EventTimer]] = []
+        self._daemons = 0
         self._sequence = 0
         self._now = 0.0
         self._stopped = False
@@ -56,12 +66,25 @@ class EventLoop:
         return timer
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> EventTimer:
+        """``callback(*args)`` after ``delay`` seconds; a negative delay counts as 0 (as in asyncio)."""
         # the hot path of every simulation: call_at inlined
         if not delay >= 0:
-            raise ValueError(f"negative or NaN delay {delay}")
+            if delay != delay:
+                raise ValueError("NaN delay")
+            delay = 0.0
         time = self._now + delay
         timer = EventTimer(time, callback, args)
         self._sequence += 1
+        heapq.heappush(self._heap, (time, self._sequence, timer))
+        return timer
+
+    def call_daemon(self, time: float, callback: Callable[..., Any], *args: Any) -> EventTimer:
+        """Like :meth:`call_at`, but the timer does not keep the loop running (a watchdog)."""
+        if not time >= self._now:
+            raise ValueError(f"cannot schedule at {time}, before the current time {self._now}")
+        timer = DaemonTimer(time, callback, args)
+        self._sequence += 1
+        self._daemons += 1
         heapq.heappush(self._heap, (time, self._sequence, timer))
         return timer
 
@@ -84,10 +107,18 @@ class EventLoop:
         self._stopped = True
 
     def pending(self) -> int:
-        return len(self._heap)
+        """Scheduled timers other than daemons (cancelled ones included until they are popped)."""
+        return len(self._heap) - self._daemons
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the last :meth:`run` ended because :meth:`stop` was called."""
+        return self._stopped
 
     def run(self, until: float = math.inf) -> None:
-        """Process events in order until none are left, ``stop()`` is called, or time would pass ``until``."""
+        """Process events in order until only daemon timers are left, ``stop()`` is called, or time would pass
+        ``until`` (the clock then reads ``until``). When the queue runs dry first the clock stays at the last
+        event: nothing happened after it."""
         heap = self._heap
         pop = heapq.heappop
         self._stopped = False
@@ -96,11 +127,13 @@ class EventLoop:
         if deferred:
             self._run_deferred()
         try:
-            while heap and not self._stopped:
+            while len(heap) > self._daemons and not self._stopped:
                 if heap[0][0] > until:
                     self._now = until
                     break
                 time, _, timer = pop(heap)
+                if timer.__class__ is DaemonTimer:
+                    self._daemons -= 1
                 if timer._cancelled:
                     continue
                 self._now = time
@@ -108,8 +141,5 @@ class EventLoop:
                 timer.callback(*timer.args)
                 if deferred:
                     self._run_deferred()
-            else:
-                if not heap and until != math.inf and not self._stopped:
-                    self._now = max(self._now, until)
         finally:
             self.events_processed += processed

@@ -14,6 +14,16 @@ as freezing the single global minimum, in far fewer steps.
 Most of the time only a handful of transfers are in flight (a Plexus round moves s models), and NumPy's
 per-call cost would then dominate: below a threshold the flow table lives in plain Python lists, above it in
 NumPy arrays, with hysteresis between the two. Both give the same allocation (tests check it).
+
+Messages of at most ``SMALL_MESSAGE_BYTES`` (one Ethernet MTU: pings, notices, acknowledgements) do not enter
+the sharing: such a message leaves after ``bytes / min(upload, download)`` and arrives one latency later. Its
+bytes are counted like any other's; modelling it as a flow would cost a reallocation for a packet that takes
+microseconds of link time.
+
+A transfer in flight can be aborted (:meth:`Network.abort`, or every transfer of an endpoint that crashed with
+:meth:`Network.abort_endpoint`): it stops using its links at once, the bytes it had not yet sent are taken off
+the sender's count, and its ``on_abort(reason)`` runs. Once its last byte has left, a message is on the wire and
+arrives; whether the receiver is still there to take it is the caller's business.
 """
 
 from __future__ import annotations
@@ -29,8 +39,11 @@ LatencyFn = Callable[[int, int], float]
 
 
 Arrival = Callable[[], None]
-# what a flow table carries for each transfer: (on_arrival, on_sent or None)
-Payload = tuple[Arrival, Arrival | None]
+Abort = Callable[[str], None]
+# what a flow table carries for each transfer: (on_arrival, on_sent or None, on_abort or None); the tuple itself
+# is the transfer's handle
+Payload = tuple[Arrival, Arrival | None, Abort | None]
+SMALL_MESSAGE_BYTES = 1500
 FEW_FLOWS_MAX = 32  # above this many transfers, switch to the NumPy flow table
 FEW_FLOWS_BACK = 12  # and back to plain Python below this many
 
@@ -117,6 +130,17 @@ class _FewFlows:
     def drain(self) -> list[tuple[int, int, float, float, Payload]]:
         return list(zip(self.src, self.dst, self.size, self.remaining, self.arrival, strict=True))
 
+    def remove(self, matches: Callable[[int, int, Payload], bool]) -> list[tuple[int, float, Payload]]:
+        """Take out the transfers ``matches(src, dst, payload)`` selects: (src, remaining bytes, payload)."""
+        chosen = [i for i in range(len(self.src)) if matches(self.src[i], self.dst[i], self.arrival[i])]
+        removed = [(self.src[i], self.remaining[i], self.arrival[i]) for i in chosen]
+        for i in reversed(chosen):
+            for column in (self.src, self.dst, self.size, self.remaining, self.rate, self.arrival):
+                del column[i]
+        if removed:
+            self.saturated = None
+        return removed
+
 
 class _ManyFlows:
     """Flow table for many transfers: NumPy arrays with reusable slots."""
@@ -192,6 +216,21 @@ class _ManyFlows:
             self.remaining[slots[instant]] = 0.0
         return float(seconds.min())
 
+    def remove(self, matches: Callable[[int, int, Payload], bool]) -> list[tuple[int, float, Payload]]:
+        removed = []
+        for slot in self.slots().tolist():
+            payload = self.arrival[slot]
+            assert payload is not None
+            if matches(int(self.src[slot]), int(self.dst[slot]), payload):
+                removed.append((int(self.src[slot]), float(self.remaining[slot]), payload))
+                self.arrival[slot] = None
+                self.active[slot] = False
+                self.free.append(slot)
+        if removed:
+            self.count -= len(removed)
+            self._slots = None
+        return removed
+
     def drain(self) -> list[tuple[int, int, float, float, Payload]]:
         slots = self.slots().tolist()
         drained = [(int(self.src[s]), int(self.dst[s]), float(self.size[s]), float(self.remaining[s]),
@@ -231,16 +270,33 @@ class Network:
 
     # ------------------------------------------------------------------ public
     def transfer(
-        self, src: int, dst: int, nbytes: int, on_arrival: Arrival, on_sent: Arrival | None = None
-    ) -> None:
+        self,
+        src: int,
+        dst: int,
+        nbytes: int,
+        on_arrival: Arrival,
+        on_sent: Arrival | None = None,
+        on_abort: Abort | None = None,
+    ) -> Payload | None:
         """Start carrying ``nbytes`` from ``src`` to ``dst``: ``on_sent()`` runs when the last byte has left the
-        sender's uplink, ``on_arrival()`` one latency later, when it lands."""
+        sender's uplink, ``on_arrival()`` one latency later, when it lands, ``on_abort(reason)`` if the transfer
+        is aborted first. Returns the handle :meth:`abort` takes (None for a small message, which cannot be)."""
         if nbytes <= 0:
             raise ValueError(f"a transfer must carry at least one byte, got {nbytes}")
         if src == dst:
             raise ValueError("a node does not send to itself over the network")
+        if nbytes <= SMALL_MESSAGE_BYTES:
+            rate = min(self._capacity_list[src], self._capacity_list[dst + self.endpoints])
+            seconds = 0.0 if rate == math.inf else nbytes / rate
+            self.bytes_sent[src] += nbytes
+            self.messages_sent += 1
+            if on_sent is not None:
+                self.loop.call_later(seconds, on_sent)
+            self.loop.call_later(seconds + self._latency(src, dst), self._arrive, dst, nbytes, on_arrival)
+            return None
         self._advance()
-        self._flows.add(src, dst, float(nbytes), float(nbytes), (on_arrival, on_sent))
+        payload = (on_arrival, on_sent, on_abort)
+        self._flows.add(src, dst, float(nbytes), float(nbytes), payload)
         if isinstance(self._flows, _FewFlows) and len(self._flows) > FEW_FLOWS_MAX:
             self._switch_table(_ManyFlows())
         self.bytes_sent[src] += nbytes
@@ -248,6 +304,29 @@ class Network:
         if not self._reallocation_pending:
             self._reallocation_pending = True
             self.loop.defer(self._reallocate)
+        return payload
+
+    def abort(self, handle: Payload | None, reason: str = "aborted") -> bool:
+        """Stop a transfer that has not finished sending; returns whether it was still in flight."""
+        if handle is None:
+            return False
+        return bool(self._remove(lambda src, dst, payload: payload is handle, reason))
+
+    def abort_endpoint(self, endpoint: int, reason: str) -> int:
+        """Stop every transfer from or to ``endpoint`` (it crashed or left); returns how many."""
+        return self._remove(lambda src, dst, payload: src == endpoint or dst == endpoint, reason)
+
+    def _remove(self, matches: Callable[[int, int, Payload], bool], reason: str) -> int:
+        self._advance()
+        removed = self._flows.remove(matches)
+        for src, remaining, (_, _, on_abort) in removed:
+            self.bytes_sent[src] -= int(remaining)
+            if on_abort is not None:
+                on_abort(reason)
+        if removed and not self._reallocation_pending:
+            self._reallocation_pending = True
+            self.loop.defer(self._reallocate)
+        return len(removed)
 
     def latency(self, src: int, dst: int) -> float:
         return self._latency(src, dst)
@@ -294,7 +373,7 @@ class Network:
             return []
         finished = self._flows.pop_finished()
         call_later, latency = self.loop.call_later, self._latency
-        for src, dst, size, (arrival, sent) in finished:
+        for src, dst, size, (arrival, sent, _) in finished:
             call_later(latency(src, dst), self._arrive, dst, int(size), arrival)
             if sent is not None:
                 sent()

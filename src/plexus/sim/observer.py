@@ -46,6 +46,10 @@ class Observer(MetricsSink):
         self._train_seconds = train_seconds
         self._on_evaluation = on_evaluation
         self.counters: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.stalled_at: float | None = None  # virtual time the watchdog saw the last progress
+        self.last_progress = 0.0
+        self.stop_reached = False  # the run's own stop condition (rounds) was met
         self.rows: list[dict[str, Any]] = []
         # (round, node, end_time_s, duration_s) tuples: one per node and round in DL runs, so kept compact
         self.round_rows: list[tuple[int, str, float, float]] = []
@@ -57,6 +61,7 @@ class Observer(MetricsSink):
     # ------------------------------------------------------------- MetricsSink
     def global_model(self, round: int, params: np.ndarray) -> None:
         now = self.loop.now
+        self.last_progress = now
         if round > self.rounds_completed:
             self.round_rows.append((round, "", now, now - self._last_round_time))
             self._last_round_time = now
@@ -65,16 +70,41 @@ class Observer(MetricsSink):
         if round % self.eval_every == 0 or (self.rounds is not None and round >= self.rounds):
             self.evaluate_global()
         if self.rounds is not None and round >= self.rounds:
+            self.stop_reached = True
             self.loop.stop()
 
     def count(self, name: str, amount: int = 1) -> None:
         self.counters[name] += amount
 
+    def rejected(self, reason: str, sender: bytes) -> None:
+        self.rejections[reason] += 1
+
     def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
+        self.last_progress = self.loop.now
         self.round_rows.append((round, node_label(node), self.loop.now, seconds))
+
+    def note_progress(self) -> None:
+        """A training job finished (progress for algorithms that have no rounds, e.g. gossip)."""
+        self.last_progress = self.loop.now
 
     def start(self) -> None:
         """Called once before the nodes start (a hook for observers that schedule their own evaluations)."""
+
+    # ------------------------------------------------------------- stalls
+    def watch_stalls(self, timeout: float) -> None:
+        """Stop the run when nothing progresses for ``timeout`` virtual seconds (a daemon timer: it never keeps
+        an otherwise empty event queue alive; an empty queue is a stall the simulation detects itself)."""
+        if math.isfinite(timeout):
+            self.loop.call_daemon(self.last_progress + timeout, self._check_stall, timeout)
+
+    def _check_stall(self, timeout: float) -> None:
+        if self.loop.now - self.last_progress >= timeout:
+            self.stalled_at = self.last_progress
+            log.warning("no progress since t=%.1fs (stall_timeout %.0fs): the run has stalled",
+                        self.last_progress, timeout)
+            self.loop.stop()
+        else:
+            self.loop.call_daemon(self.last_progress + timeout, self._check_stall, timeout)
 
     # ------------------------------------------------------------- evaluation
     def evaluate_global(self) -> None:
@@ -196,18 +226,19 @@ class NodesObserver(Observer):
             if interval is None:
                 interval = self.eval_every * self.round_timeout
             if self.rounds is not None:
-                self.loop.call_at(self.rounds * self.round_timeout, self._stop)
+                self.loop.call_daemon(self.rounds * self.round_timeout, self._stop)
         if interval is not None:
-            self.loop.call_at(interval, self._tick, interval, 1)
+            self.loop.call_daemon(interval, self._tick, interval, 1)
 
     def _tick(self, interval: float, count: int) -> None:
         self.evaluate_nodes()
         # k x interval rather than repeated additions, so evaluation times do not drift
-        self.loop.call_at((count + 1) * interval, self._tick, interval, count + 1)
+        self.loop.call_daemon((count + 1) * interval, self._tick, interval, count + 1)
 
     def _stop(self) -> None:
         self.rounds_completed = self.current_round()
         self.evaluate_nodes()
+        self.stop_reached = True
         self.loop.stop()
 
     # ------------------------------------------------------------- MetricsSink
@@ -215,7 +246,7 @@ class NodesObserver(Observer):
         self.counters["global_models_ignored"] += 1
 
     def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
-        super().round_duration(round, seconds, node)
+        super().round_duration(round, seconds, node)  # also notes the progress
         index = self.index_of.get(node) if node is not None else None
         if index is None or round <= self.node_rounds[index]:
             return

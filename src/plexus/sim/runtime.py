@@ -14,8 +14,9 @@ import numpy as np
 
 from plexus.learning.trainer import TrainJob
 from plexus.protocol.futures import Future
-from plexus.protocol.messages import ModelMessage
-from plexus.protocol.runtime import Membership, MetricsSink, Runtime, Timer, TrainResult
+from plexus.protocol.messages import Message
+from plexus.protocol.runtime import MetricsSink, Runtime, Timer, TrainResult, Transmission
+from plexus.protocol.view import View
 from plexus.rng import stream
 
 if TYPE_CHECKING:
@@ -23,23 +24,25 @@ if TYPE_CHECKING:
 
 
 class SimRuntime(Runtime):
-    def __init__(
-        self, world: World, index: int, node_id: bytes, metrics: MetricsSink, membership: Membership
-    ) -> None:
+    def __init__(self, world: World, index: int, node_id: bytes, metrics: MetricsSink, view: View) -> None:
         self.world = world
-        self._membership = membership
+        self._view = view
         self.index = index
         self.node_id = node_id
-        self.metrics = metrics
+        self._metrics = metrics
         self._rng: np.random.Generator | None = None
         self._jobs = 0
 
-    @property  # type: ignore[override]
+    @property
     def rng(self) -> np.random.Generator:
         """This node's own seeded stream, created on first use (most nodes of a large run never need one)."""
         if self._rng is None:
             self._rng = stream(self.world.seed, "node-rng", self.index)
         return self._rng
+
+    @property
+    def metrics(self) -> MetricsSink:
+        return self._metrics
 
     def now(self) -> float:
         return self.world.loop.now
@@ -47,7 +50,7 @@ class SimRuntime(Runtime):
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self.world.loop.call_later(delay, callback, *args)
 
-    def send(self, peer: bytes, message: ModelMessage) -> Future[None]:
+    def send(self, peer: bytes, message: Message) -> Transmission:
         return self.world.send(self.index, peer, message)
 
     def train(self, params: np.ndarray, steps: int) -> Future[TrainResult]:
@@ -62,6 +65,7 @@ class SimRuntime(Runtime):
 
         def complete() -> None:
             world.train_seconds_total += end - start
+            world.progress()
             future.set_result(world.trainer.run(job))
 
         timer = world.loop.call_at(end, complete)
@@ -72,12 +76,12 @@ class SimRuntime(Runtime):
             world.train_seconds_total += max(0.0, min(current, end) - start)
             world.compute.release(self.index, current, end)
 
-        future._on_cancel = abandon
+        future.on_cancel(abandon)
         return future
 
     @property
-    def membership(self) -> Membership:
-        return self._membership
+    def view(self) -> View:
+        return self._view
 
     def initial_model(self) -> np.ndarray:
         return self.world.initial_params

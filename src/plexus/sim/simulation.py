@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from plexus import __version__
-from plexus.config import Config, resolve, task_options
+from plexus.config import Config, algorithm_options, resolve, task_options
 from plexus.learning.params import FlatModel
 from plexus.learning.partition import parse_partition, partition
 from plexus.learning.tasks import task_class
@@ -22,7 +22,7 @@ from plexus.learning.trainer import Evaluator, LocalTrainer, SGDSettings
 from plexus.metrics.results import LOG_FILE, Results
 from plexus.protocol.fedavg import SERVER_ID
 from plexus.protocol.registry import Algorithm, algorithm
-from plexus.protocol.runtime import Membership, PeerInfo
+from plexus.protocol.view import PeerInfo, View, roster_of
 from plexus.rng import stream, stream_seed
 from plexus.sim.compute import ComputeModel
 from plexus.sim.engine import EventLoop
@@ -43,7 +43,8 @@ def default_out_dir(config: Config) -> Path:
 
 def run_simulation(config: Config, progress: ProgressFn | None = None) -> Results:
     """Run one simulated experiment end to end; returns its results (already written to disk)."""
-    config = resolve(config)
+    notes: list[str] = []
+    config = resolve(config, notes)
     out_dir = Path(config.out) if config.out else default_out_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out_dir / LOG_FILE, mode="w", encoding="utf-8")
@@ -54,19 +55,22 @@ def run_simulation(config: Config, progress: ProgressFn | None = None) -> Result
     # one training job at a time on tiny models: intra-op threads cost more than they give
     torch.set_num_threads(1)
     try:
-        return _run(config, out_dir, progress)
+        for note in notes:
+            log.warning("%s", note)
+        return _run(config, out_dir, progress, notes)
     finally:
         torch.set_num_threads(threads)
         log.removeHandler(handler)
         handler.close()
 
 
-def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
+def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list[str]) -> Results:
     wall_start = time.perf_counter()
     assert config.nodes is not None and config.batch_size is not None and config.lr is not None
     log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
              config.nodes, config.seed)
     spec = algorithm(config.algorithm)
+    options = algorithm_options(config)
     task = task_class(config.task)(task_options(config))
     data = task.load(config.data, config.seed)
     parts = partition(
@@ -88,11 +92,13 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
                               config.latency_values)
     log.info("system: %s", profiles.description)
     if config.availability_trace:
-        # loaded and checked now so that a bad trace fails fast; acting on it (churn) is not implemented yet
+        # loaded and checked now so that a bad trace fails fast
         from plexus.sim.traces.availability import build_availability
 
         availability = build_availability(config.availability_trace, config.nodes, config.seed)
-        log.info("%s (not acted on: churn is not simulated yet)", availability.describe())
+        note = f"{availability.describe()}: not acted on (churn is not simulated yet); every node stays online"
+        notes.append(note)
+        log.warning("%s", note)
     node_ids = [node_id_of(i) for i in range(config.nodes)]
     upload, download = profiles.upload_bps, profiles.download_bps
     latency = profiles.latency
@@ -110,28 +116,32 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
 
     loop = EventLoop()
     network = Network(loop, upload, download, latency_fn)
-    compute = ComputeModel(profiles.seconds_per_sample, config.batch_size, config.compute_factor)
-    membership = Membership(
-        PeerInfo(node_ids[i], float(profiles.upload_bps[i]), float(profiles.download_bps[i]))
-        for i in range(config.nodes)
-    )
-    world = World(config.seed, loop, network, compute, trainer, membership, node_ids, config.nodes, initial)
-    observer = make_observer(config, spec, loop, network, evaluator, task.metric, world, progress)
+    compute = ComputeModel(profiles.seconds_per_sample, config.batch_size, config.compute_factor,
+                           per_step=config.compute_model == "per-step")
+    peers = [PeerInfo(node_ids[i], float(profiles.upload_bps[i]), float(profiles.download_bps[i]))
+             for i in range(config.nodes)]
+    roster = roster_of(peers)  # every node's view starts from this one shared roster
+    world = World(config.seed, loop, network, compute, trainer, node_ids, config.nodes, initial)
+    observer = make_observer(config, spec, options, loop, network, evaluator, task.metric, world, progress)
+    world.on_progress = observer.note_progress
+    node_class = spec.node
     for _ in range(config.nodes):
-        world.attach(lambda runtime: spec.node(runtime, config), observer)
+        world.attach(lambda runtime: node_class(runtime, options), observer, View(roster))
     if spec.server is not None:
-        # the server's view: every data node plus itself; the nodes' shared view stays server-free
-        server_view = Membership([*(membership.info(i) for i in membership.ids()),
-                                  PeerInfo(SERVER_ID, config.server_bandwidth, config.server_bandwidth)])
+        # the server's view: every data node plus itself; the nodes' views stay server-free
+        server_roster = roster_of([*peers, PeerInfo(SERVER_ID, config.server_bandwidth, config.server_bandwidth)])
         server = spec.server
-        world.attach(lambda runtime: server(runtime, config), observer, membership=server_view)
+        world.attach(lambda runtime: server(runtime, options), observer, View(server_roster))
 
     setup_wall = time.perf_counter() - wall_start
     loop_start = time.perf_counter()
     observer.start()
+    observer.watch_stalls(stall_timeout(config, spec, options, notes))
     for node in world.nodes:
         node.start()
-    loop.run(until=config.duration if config.duration is not None else math.inf)
+    until = config.duration if config.duration is not None else math.inf
+    loop.run(until=until)
+    stall = _stall(observer, loop, until)
     for node in world.nodes:
         node.stop()
     observer.finish()
@@ -139,8 +149,17 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
 
     wall = time.perf_counter() - wall_start
     summary = summarise(config, task, observer, world, model.size, trainer, evaluator)
+    summary["traits"] = spec.traits.as_dict()
+    summary["stalled"] = stall is not None
+    if stall is not None:
+        summary["stalled_at"] = stall
+        message = (f"the run stalled at t={stall['time_s']:.1f}s (round {stall['round']}): {stall['reason']}; "
+                   f"results up to then are kept")
+        log.warning("%s", message)
+        notes.append(message)
     if isinstance(observer, NodesObserver):
         summary["evaluated_nodes"] = len(observer.evaluated)
+    summary["warnings"] = list(notes)
     summary.update(wall_seconds=wall, setup_wall_seconds=setup_wall, loop_wall_seconds=loop_wall)
     work = trainer.wall_seconds + evaluator.wall_seconds
     summary["overhead_fraction"] = max(0.0, 1.0 - work / loop_wall) if loop_wall > 0 else 0.0
@@ -155,9 +174,42 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None) -> Results:
     return results
 
 
+def stall_timeout(config: Config, spec: Algorithm, options: Any, notes: list[str]) -> float:
+    """The watchdog's timeout: ``stall_timeout``, but never under three periods of an algorithm without rounds
+    (a gossip node may legitimately train nothing for a period or two)."""
+    timeout = config.stall_timeout
+    if spec.traits.clock == "periods" and spec.period is not None:
+        floor = 3 * spec.period(options)
+        if timeout < floor:
+            note = (f"stall_timeout = {timeout:g}s is shorter than three of {spec.name}'s periods; "
+                    f"using {floor:g}s")
+            notes.append(note)
+            log.warning("%s", note)
+            timeout = floor
+    return timeout
+
+
+def _stall(observer: Observer, loop: EventLoop, until: float) -> dict[str, Any] | None:
+    """Why the run ended, when it was not its stop condition: a stall (None otherwise)."""
+    if observer.stop_reached or (until != math.inf and loop.now >= until):
+        return None
+    if observer.stalled_at is not None:
+        reason = f"no global model, node round or training for {loop.now - observer.stalled_at:.0f}s"
+        when = observer.stalled_at
+    else:
+        reason = "no event left to process (every node is waiting for something that will never come)"
+        when = loop.now
+    if isinstance(observer, NodesObserver) and observer.round_timeout is not None:
+        round = int(math.floor(when / observer.round_timeout + 1e-9))  # the round of the stall's own time
+    else:
+        round = observer.current_round() if isinstance(observer, NodesObserver) else observer.rounds_completed
+    return {"time_s": when, "round": int(round), "reason": reason}
+
+
 def make_observer(
     config: Config,
     spec: Algorithm,
+    options: Any,
     loop: EventLoop,
     network: Network,
     evaluator: Evaluator,
@@ -171,19 +223,20 @@ def make_observer(
     def train_seconds() -> float:
         return world.train_seconds_total
 
-    if spec.evaluation != "nodes":
+    if spec.traits.evaluation != "nodes":
         return Observer(loop, network, evaluator, metric, eval_every, config.rounds, train_seconds,
                         on_evaluation=progress)
     assert config.nodes is not None
     evaluated = evaluated_nodes(config.nodes, config.eval_nodes, config.seed)
     log.info("evaluating %d of %d node models at each evaluation", len(evaluated), config.nodes)
+    period = spec.period(options) if spec.traits.clock == "periods" and spec.period is not None else None
     return NodesObserver(
         loop, network, evaluator, metric, eval_every, config.rounds, train_seconds, on_evaluation=progress,
         node_ids=world.node_ids[: config.nodes],
         model_of=lambda index: world.nodes[index].current_model(),
         evaluated=evaluated,
         eval_interval=config.eval_interval,
-        round_timeout=config.round_timeout if spec.timed_rounds else None,
+        round_timeout=period,
     )
 
 
@@ -221,6 +274,8 @@ def summarise(
         "wall_train_seconds": trainer.wall_seconds,
         "wall_eval_seconds": evaluator.wall_seconds,
         "counters": dict(sorted(observer.counters.items())),
+        "rejections": dict(sorted(observer.rejections.items())),
+        "messages_lost": dict(sorted(world.messages_lost.items())),
         "plexus_version": __version__,
     }
     return summary

@@ -1,15 +1,24 @@
-"""The simulated world: event loop, network, compute, nodes and their runtimes, wired together."""
+"""The simulated world: event loop, network, compute, nodes and their runtimes, wired together.
+
+It implements the sending half of the runtime contract (:mod:`plexus.protocol.runtime`): a message to an unknown
+id fails its transmission at once (:class:`~plexus.protocol.runtime.UnknownPeer`); a message whose destination is
+offline when it would arrive, or whose transfer is aborted because an end went down, fails it with
+:class:`~plexus.protocol.runtime.PeerUnreachable`; every loss is counted by reason (``summary.json``'s
+``messages_lost``). Without churn every node is online for the whole run.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
 
 from plexus.learning.trainer import LocalTrainer
-from plexus.protocol.futures import Future
-from plexus.protocol.messages import ModelMessage
-from plexus.protocol.runtime import Membership, MetricsSink, Node
+from plexus.protocol.messages import Message
+from plexus.protocol.node import Node
+from plexus.protocol.runtime import MetricsSink, PeerUnreachable, Transmission, UnknownPeer
+from plexus.protocol.view import View
 from plexus.sim.compute import ComputeModel
 from plexus.sim.engine import EventLoop
 from plexus.sim.network import Network
@@ -31,7 +40,6 @@ class World:
         network: Network,
         compute: ComputeModel,
         trainer: LocalTrainer,
-        membership: Membership,
         node_ids: list[bytes],
         data_nodes: int,
         initial_params: np.ndarray,
@@ -41,7 +49,6 @@ class World:
         self.network = network
         self.compute = compute
         self.trainer = trainer
-        self.membership = membership
         self.node_ids = node_ids
         self.index_of = {node_id: index for index, node_id in enumerate(node_ids)}
         self.data_nodes = data_nodes
@@ -49,33 +56,57 @@ class World:
         initial_params.flags.writeable = False
         self.initial_params = initial_params
         self.nodes: list[Node] = []
+        self.runtimes: list[SimRuntime] = []
+        self.online = [True] * len(node_ids)
         self.train_seconds_total = 0.0
+        self.messages_lost: Counter[str] = Counter()
+        self.on_progress: Callable[[], None] | None = None
         self._sample_counts = [int(indices.size) for indices in trainer.node_indices]
 
-    def attach(
-        self, make_node: Callable[[SimRuntime], Node], metrics: MetricsSink, membership: Membership | None = None
-    ) -> SimRuntime:
+    def attach(self, make_node: Callable[[SimRuntime], Node], metrics: MetricsSink, view: View) -> SimRuntime:
         index = len(self.nodes)
-        runtime = SimRuntime(self, index, self.node_ids[index], metrics, membership or self.membership)
+        runtime = SimRuntime(self, index, self.node_ids[index], metrics, view)
+        self.runtimes.append(runtime)
         self.nodes.append(make_node(runtime))
         return runtime
 
     def local_samples(self, index: int) -> int:
         return self._sample_counts[index] if index < self.data_nodes else 0
 
-    def send(self, src: int, peer: bytes, message: ModelMessage) -> Future[None]:
-        """Deliver ``message``; the returned future resolves once it has left the sender's uplink."""
+    def progress(self) -> None:
+        """Something moved the learning forward (a training job finished): the stall watchdog is told."""
+        if self.on_progress is not None:
+            self.on_progress()
+
+    # ------------------------------------------------------------------ sending
+    def send(self, src: int, peer: bytes, message: Message) -> Transmission:
+        """Carry ``message`` from endpoint ``src`` to node ``peer`` (see the module docstring)."""
+        transmission = Transmission()
         dst = self.index_of.get(peer)
         if dst is None:
-            raise KeyError(f"node {self.node_ids[src]!r} sent to unknown node {peer!r}")
-        sent: Future[None] = Future()
+            self.messages_lost["unknown_peer"] += 1
+            transmission.mark_failed(UnknownPeer(peer, "unknown node"))
+            return transmission
         if dst == src:
-            self.loop.call_later(0.0, self._deliver, src, dst, message)
-            sent.set_result(None)
-        else:
-            self.network.transfer(src, dst, message.wire_size, lambda: self._deliver(src, dst, message),
-                                  lambda: sent.set_result(None))
-        return sent
+            self.loop.call_later(0.0, self._deliver, src, dst, message, transmission)
+            return transmission
+        token = self.network.transfer(src, dst, message.wire_size,
+                                      lambda: self._deliver(src, dst, message, transmission),
+                                      transmission.mark_sent,
+                                      lambda reason: self._lost(transmission, peer, reason))
+        transmission.on_cancel(lambda: self.network.abort(token, "cancelled"))
+        return transmission
 
-    def _deliver(self, src: int, dst: int, message: ModelMessage) -> None:
-        self.nodes[dst].on_message(self.node_ids[src], message)
+    def _lost(self, transmission: Transmission, peer: bytes, reason: str) -> None:
+        if transmission.cancelled():
+            return  # the sender abandoned it: not a loss
+        self.messages_lost[reason] += 1
+        transmission.mark_failed(PeerUnreachable(peer, reason.replace("_", " ")))
+
+    def _deliver(self, src: int, dst: int, message: Message, transmission: Transmission) -> None:
+        # a transmission cancelled after its last byte left only detached its sender: the message arrives
+        if not self.online[dst]:
+            self._lost(transmission, self.node_ids[dst], "offline_at_arrival")
+            return
+        self.nodes[dst].deliver(self.node_ids[src], message)
+        transmission.mark_delivered()
