@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from plexus.protocol.futures import Future
-from plexus.protocol.messages import ModelMessage
-from plexus.protocol.runtime import Membership, MetricsSink, Node, PeerInfo, Runtime, Timer, TrainResult
+from plexus.protocol.messages import Message
+from plexus.protocol.node import Node
+from plexus.protocol.runtime import MetricsSink, Runtime, Timer, TrainResult, Transmission, UnknownPeer
+from plexus.protocol.view import PeerInfo, View, roster_of
 from plexus.sim.engine import EventLoop
 
 
@@ -23,13 +25,18 @@ class RecordingSink(MetricsSink):
     def __init__(self, loop: EventLoop) -> None:
         self.loop = loop
         self.counters: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.globals: list[tuple[int, np.ndarray]] = []
         self.rounds: list[tuple[int, bytes | None, float, float]] = []  # (round, node, end time, duration)
 
     def global_model(self, round: int, params: np.ndarray) -> None:
-        raise AssertionError("decentralized nodes never report global models")
+        self.globals.append((round, params))
 
     def count(self, name: str, amount: int = 1) -> None:
         self.counters[name] += amount
+
+    def rejected(self, reason: str, sender: bytes) -> None:
+        self.rejections[reason] += 1
 
     def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
         self.rounds.append((round, node, self.loop.now, seconds))
@@ -40,9 +47,17 @@ class FakeRuntime(Runtime):
         self.world = world
         self.index = index
         self.node_id = world.ids[index]
-        self.rng = np.random.default_rng([world.seed, index])
-        self.metrics = world.sink
+        self._rng = np.random.default_rng([world.seed, index])
+        self._view = View(world.roster)
         self.trainings = 0
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return self._rng
+
+    @property
+    def metrics(self) -> MetricsSink:
+        return self.world.sink
 
     def now(self) -> float:
         return self.world.loop.now
@@ -50,19 +65,23 @@ class FakeRuntime(Runtime):
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self.world.loop.call_later(delay, callback, *args)
 
-    def send(self, peer: bytes, message: ModelMessage) -> Future[None]:
-        """Messages leave one after another at the node's upload bandwidth, then take ``delay`` to arrive."""
+    def send(self, peer: bytes, message: Message) -> Transmission:
+        """Messages leave one after another at the node's upload bandwidth, then take ``delay`` to arrive;
+        a message to a node marked offline (``world.offline``) is lost and its transmission fails."""
         world = self.world
-        dst = world.index_of[peer]
+        transmission = Transmission()
+        dst = world.index_of.get(peer)
+        if dst is None:
+            transmission.mark_failed(UnknownPeer(peer, "unknown node"))
+            return transmission
         now = world.loop.now
         world.sent.append((now, self.index, dst, message))
-        upload = world.membership.info(self.node_id).upload_bps
+        upload = world.roster.info(self.node_id).upload_bps
         left = max(now, world.uplink_free[self.index]) + message.wire_size / upload
         world.uplink_free[self.index] = left
-        sent: Future[None] = Future()
-        world.loop.call_at(left, sent.set_result, None)
-        world.loop.call_at(left + world.delay, world.deliver, self.index, dst, message)
-        return sent
+        world.loop.call_at(left, transmission.mark_sent)
+        world.loop.call_at(left + world.delay, world.deliver, self.index, dst, message, transmission)
+        return transmission
 
     def train(self, params: np.ndarray, steps: int) -> Future[TrainResult]:
         world = self.world
@@ -74,12 +93,12 @@ class FakeRuntime(Runtime):
             future.set_result(TrainResult(result, 0.0, steps))
 
         timer = world.loop.call_later(world.train_time(self.index), complete)
-        future._on_cancel = timer.cancel
+        future.on_cancel(timer.cancel)
         return future
 
     @property
-    def membership(self) -> Membership:
-        return self.world.membership
+    def view(self) -> View:
+        return self._view
 
     def initial_model(self) -> np.ndarray:
         return self.world.initial
@@ -108,7 +127,8 @@ class FakeWorld:
         self.seed = seed
         self.ids = [f"node-{i:04d}".encode() for i in range(n)]
         self.index_of = {node_id: i for i, node_id in enumerate(self.ids)}
-        self.membership = Membership(PeerInfo(node_id, upload_bps, upload_bps) for node_id in self.ids)
+        self.roster = roster_of(PeerInfo(node_id, upload_bps, upload_bps) for node_id in self.ids)
+        self.offline: set[int] = set()
         self.train_time = train_time
         self.increment = increment
         self.delay = delay
@@ -116,15 +136,23 @@ class FakeWorld:
         initial.flags.writeable = False
         self.initial = initial
         self.sink = RecordingSink(self.loop)
-        self.sent: list[tuple[float, int, int, ModelMessage]] = []
-        self.delivered: list[tuple[float, int, int, ModelMessage]] = []
+        self.sent: list[tuple[float, int, int, Message]] = []
+        self.delivered: list[tuple[float, int, int, Message]] = []
         self.uplink_free = [0.0] * n
         self.runtimes = [FakeRuntime(self, i) for i in range(n)]
         self.nodes = [make_node(runtime) for runtime in self.runtimes]
 
-    def deliver(self, src: int, dst: int, message: ModelMessage) -> None:
+    def deliver(self, src: int, dst: int, message: Message, transmission: Transmission | None = None) -> None:
+        if dst in self.offline:
+            if transmission is not None:
+                from plexus.protocol.runtime import PeerUnreachable
+
+                transmission.mark_failed(PeerUnreachable(self.ids[dst], "offline at arrival"))
+            return
         self.delivered.append((self.loop.now, src, dst, message))
-        self.nodes[dst].on_message(self.ids[src], message)
+        self.nodes[dst].deliver(self.ids[src], message)
+        if transmission is not None:
+            transmission.mark_delivered()
 
     def run(self, until: float, stop: bool = True) -> None:
         """Start every node, run to ``until``, then stop them (unless ``stop`` is False)."""

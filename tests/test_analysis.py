@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from plexus.errors import ConfigError, DataError
-from plexus.metrics.analysis import compare, is_decentralized, results_folders
+from plexus.metrics.analysis import compare, results_folders
+from plexus.protocol.registry import algorithms
 from plexus.studies import expand_lists, split_list
 
 
@@ -24,13 +25,22 @@ def make_run(
     std: float = 0.0,
     config: dict[str, object] | None = None,
     durations: list[float] | None = None,
+    traits: dict[str, object] | None = None,
 ) -> Path:
-    """A results folder with rows (time_s, value, bytes_total, train_seconds_total), one per evaluation."""
+    """A results folder with rows (time_s, value, bytes_total, train_seconds_total), one per evaluation.
+
+    summary.json records the algorithm's traits as a run does: the registered algorithm's, unless given
+    (``traits={}`` makes a folder from before traits were recorded)."""
     folder = root / name
     folder.mkdir(parents=True)
+    if traits is None:
+        known = algorithms().get(algorithm)
+        traits = known.traits.as_dict() if known is not None else {}
     summary = {"algorithm": algorithm, "task": "digits", "nodes": 10, "seed": 0, "metric": metric,
                "higher_is_better": higher_is_better, "virtual_seconds": rows[-1][0] if rows else 0.0,
                "bytes_total": rows[-1][2] if rows else 0, "train_seconds_total": rows[-1][3] if rows else 0.0}
+    if traits:
+        summary["traits"] = traits
     (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
     with (folder / "metrics.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -98,10 +108,29 @@ def test_ratios_against_the_best_dl_run_and_distinct_labels(tmp_path: Path) -> N
     assert "10.0x" in text and "30.0x" in text
 
 
-def test_registry_and_fallback_names_mark_dl_baselines() -> None:
+def test_the_registry_traits_mark_the_dl_baselines() -> None:
+    table = algorithms()
     for name in ("dpsgd", "gossip", "el-local", "el-oracle"):
-        assert is_decentralized(name)
-    assert not is_decentralized("plexus") and not is_decentralized("fedavg")
+        assert table[name].traits.decentralized, name
+    assert not table["plexus"].traits.decentralized and not table["fedavg"].traits.decentralized
+    builtin = ("plexus", "fedavg", "dpsgd", "gossip", "el-local", "el-oracle")
+    assert [name for name in builtin if table[name].traits.uses_topology] == ["dpsgd"]
+
+
+def test_the_dl_group_and_topology_labels_come_from_the_recorded_traits(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", "plexus", [(10, 0.6, 100, 1.0), (20, 0.9, 200, 2.0)])
+    # a folder whose summary records no traits (written before traits existed) is neither DL nor topology-based,
+    # whatever its algorithm is called
+    old = make_run(tmp_path, "old", "dpsgd", [(10, 0.9, 1000, 10.0)], traits={})
+    comparison = compare([a, old])
+    assert [r.label for r in comparison.rows] == ["plexus", "dpsgd"]
+    assert not comparison.has_dl
+    # and a plug-in's folder that declares itself decentralized joins the DL group
+    custom = make_run(tmp_path, "custom", "my-dl", [(10, 0.9, 1000, 10.0)],
+                      traits={"decentralized": True, "uses_topology": True})
+    comparison = compare([a, custom])
+    assert comparison.has_dl and [r.label for r in comparison.rows] == ["plexus", "my-dl (regular:10)"]
+    assert row_of(comparison, "plexus").ratios["cta"] == pytest.approx(1000 / 200)
 
 
 def test_no_dl_run_means_no_ratio_columns(tmp_path: Path) -> None:

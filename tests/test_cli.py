@@ -33,8 +33,14 @@ def test_config_file_is_read_and_flags_override_it(tmp_path: Path) -> None:
     "argv, message",
     [
         (["simulate", "--nodes", "5", "--sample-size", "13"], "sample_size = 13 exceeds nodes = 5"),
-        (["simulate", "--success-fraction", "0"], "success_fraction = 0.0"),
-        (["simulate", "--success-fraction", "1.2"], "must be in (0, 1]"),
+        (["simulate", "--success-fraction", "0"], "success_fraction = 0: must be > 0"),
+        (["simulate", "--success-fraction", "1.2"], "success_fraction = 1.2: must be <= 1"),
+        (["simulate", "--sample-size", "0"], "sample_size = 0: must be >= 1"),
+        (["simulate", "--sample-size", "many"], "sample_size = 'many' is not a valid int"),
+        (["simulate", "--algorithm", "gossip", "--round-timeout", "0"], "round_timeout = 0: must be > 0"),
+        (["simulate", "--algorithm", "dpsgd", "--nodes", "11", "--topology", "regular:3"], "regular:3"),
+        (["simulate", "--stall-timeout", "0"], "stall_timeout = 0.0: must be a positive number"),
+        (["simulate", "--compute-model", "per-hour"], "compute_model = 'per-hour'"),
         (["simulate", "--no-such-option", "1"], "unrecognized arguments: --no-such-option"),
         (["simulate", "--capacity-trace", "/nonexistent/trace.csv"], "/nonexistent/trace.csv"),
         (["simulate", "--latency-matrix", "/nonexistent/m.txt"], "/nonexistent/m.txt"),
@@ -61,7 +67,7 @@ def test_unknown_key_in_config_file_is_named(tmp_path: Path, capsys: pytest.Capt
     config = tmp_path / "bad.toml"
     config.write_text("[task]\nnodez = 3\n")
     assert main(["simulate", "--config", str(config)]) == 2
-    assert "unknown option [task] 'nodez'" in capsys.readouterr().err
+    assert "[task] nodez: unknown option 'nodez' (did you mean 'nodes'?)" in capsys.readouterr().err
 
 
 def test_console_script_exit_code_is_2_without_traceback() -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from plexus.cli import main
-from plexus.protocol.registry import ALGORITHMS
 from test_analysis import make_run
 
 
@@ -131,7 +130,6 @@ def test_single_run_writes_no_comparison(tmp_path: Path, capsys: pytest.CaptureF
     assert "virtual s" in capsys.readouterr().out
 
 
-@pytest.mark.skipif("dpsgd" not in ALGORITHMS, reason="the D-PSGD baseline is not in the registry yet")
 def test_study_of_two_dpsgd_topologies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "study"
     code = main(["simulate", "--algorithm", "plexus,dpsgd", "--topology", "regular:4,one-peer-exp",

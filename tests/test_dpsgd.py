@@ -1,4 +1,5 @@
-"""D-PSGD: waits for every in-neighbour, buffers early models, averages exactly; end-to-end in the simulator."""
+"""D-PSGD: waits for every in-neighbour, buffers early models, averages exactly, refuses models from anyone but an
+in-neighbour of their round (counted by reason); end-to-end in the simulator."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ import numpy as np
 import pytest
 
 from dl_harness import FakeWorld
-from plexus.config import Config
-from plexus.protocol.dpsgd import DPSGDNode, metropolis_hastings_weights
+from plexus.config import config_from_mapping
+from plexus.protocol.decentralized import NeighbourModel
+from plexus.protocol.dpsgd import DPSGDNode, DPSGDOptions, metropolis_hastings_weights
+from plexus.protocol.epidemic import NotSending
+from plexus.protocol.gossip import GossipModel
 from plexus.protocol.topologies import StaticTopology, Topology, build_topology
 from plexus.sim.observer import evaluated_nodes
 from plexus.sim.simulation import run_simulation
 
 
 def dpsgd_world(n: int, topology: str, **kwargs: object) -> FakeWorld:
-    config = Config(algorithm="dpsgd", nodes=n, topology=topology, local_steps=1, seed=7)
-    return FakeWorld(n, lambda runtime: DPSGDNode(runtime, config), seed=7, **kwargs)  # type: ignore[arg-type]
+    options = DPSGDOptions(local_steps=1, seed=7, nodes=n, topology=topology)
+    return FakeWorld(n, lambda runtime: DPSGDNode(runtime, options), seed=7, **kwargs)  # type: ignore[arg-type]
 
 
 def expected_models(topology: Topology, n: int, rounds: int, increment: list[float]) -> np.ndarray:
@@ -126,7 +130,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_end_to_end_dpsgd_run_writes_node_evaluations(tmp_path: Path) -> None:
-    config = Config(algorithm="dpsgd", nodes=20, rounds=4, eval_every=2, topology="regular:4", out=str(tmp_path))
+    config = config_from_mapping({"algorithm": "dpsgd", "nodes": 20, "rounds": 4, "eval_every": 2,
+                                  "topology": "regular:4", "out": str(tmp_path)})
     results = run_simulation(config)
     assert results.summary["rounds_completed"] == 4
     assert results.summary["evaluated_nodes"] == 20
@@ -139,11 +144,13 @@ def test_end_to_end_dpsgd_run_writes_node_evaluations(tmp_path: Path) -> None:
     assert all(float(row["duration_s"]) > 0 for row in durations)
     # 20 nodes x 4 neighbours per round; the stop lands mid-way through some nodes' later rounds
     assert results.summary["messages_total"] >= 20 * 4 * 4
+    assert results.summary["rejections"] == {} and results.summary["stalled"] is False
+    assert results.summary["traits"]["decentralized"] and results.summary["traits"]["uses_topology"]
 
 
 def test_end_to_end_dpsgd_with_time_based_evaluation(tmp_path: Path) -> None:
-    config = Config(algorithm="dpsgd", nodes=12, duration=50.0, eval_interval=20.0, topology="ring",
-                    mixing="metropolis-hastings", out=str(tmp_path))
+    config = config_from_mapping({"algorithm": "dpsgd", "nodes": 12, "duration": 50.0, "eval_interval": 20.0,
+                                  "topology": "ring", "mixing": "metropolis-hastings", "out": str(tmp_path)})
     results = run_simulation(config)
     times = [row["time_s"] for row in results.metrics]
     assert times == pytest.approx([20.0, 40.0, 50.0])
@@ -157,3 +164,89 @@ def test_which_nodes_a_decentralized_run_evaluates() -> None:
     assert len(sample) == len(set(sample)) == 20 and sample == sorted(sample)
     assert sample == evaluated_nodes(1000, 20, seed=0) != evaluated_nodes(1000, 20, seed=1)
     assert evaluated_nodes(150, 200, seed=0) == list(range(150))
+
+
+# ------------------------------------------------------------------------------------------------ checked senders
+def ones(value: float = 1.0, n: int = 3) -> np.ndarray:
+    return np.full(n, value, dtype=np.float32)
+
+
+def started_ring_node() -> tuple[FakeWorld, DPSGDNode]:
+    """Node 0 of a 6-node ring (in-neighbours 1 and 5), started alone: training its round 1."""
+    world = dpsgd_world(6, "ring")
+    node = world.nodes[0]
+    assert isinstance(node, DPSGDNode)
+    node.start()
+    assert sorted(node.topology(1).in_neighbours(0, 1)) == [1, 5]
+    return world, node
+
+
+def snapshot(node: DPSGDNode) -> tuple[object, ...]:
+    return node.round, {r: sorted(bucket) for r, bucket in node._inbox.items()}, node.model.tolist()
+
+
+def test_a_model_from_an_unknown_sender_is_refused() -> None:
+    world, node = started_ring_node()
+    before = snapshot(node)
+    node.deliver(b"stranger", NeighbourModel(1, 10, ones()))
+    assert world.sink.rejections == {"unknown_sender": 1} and snapshot(node) == before
+
+
+def test_a_model_from_a_node_that_is_not_an_in_neighbour_is_refused() -> None:
+    world, node = started_ring_node()
+    before = snapshot(node)
+    for far in (2, 3, 4):
+        node.deliver(world.ids[far], NeighbourModel(1, 10, ones()))
+    node.deliver(world.ids[0], NeighbourModel(1, 10, ones()))  # not even itself
+    assert world.sink.rejections == {"not_an_in_neighbour": 4} and snapshot(node) == before
+
+
+def test_a_model_with_the_wrong_parameter_count_is_refused() -> None:
+    world, node = started_ring_node()
+    before = snapshot(node)
+    node.deliver(world.ids[1], NeighbourModel(1, 10, ones(n=4)))
+    assert world.sink.rejections == {"wrong_parameter_count": 1} and snapshot(node) == before
+
+
+def test_a_second_model_of_a_round_from_the_same_neighbour_is_refused() -> None:
+    world, node = started_ring_node()
+    node.deliver(world.ids[1], NeighbourModel(1, 10, ones(4.0)))
+    before = snapshot(node)
+    node.deliver(world.ids[1], NeighbourModel(1, 10, ones(40.0)))
+    assert world.sink.rejections == {"duplicate_model": 1} and snapshot(node) == before
+    node.deliver(world.ids[5], NeighbourModel(1, 10, ones(1.0)))
+    world.loop.run(until=1.0)  # node 0's training ends: model 0 + 1
+    # the duplicate was not averaged in: (1 + 4 + 1) / 3
+    assert node.round == 2 and node.model.tolist() == [2.0] * 3
+
+
+def test_a_model_of_a_round_already_finished_is_refused() -> None:
+    world, node = started_ring_node()
+    node.deliver(world.ids[1], NeighbourModel(1, 10, ones()))
+    node.deliver(world.ids[5], NeighbourModel(1, 10, ones()))
+    world.loop.run(until=1.0)
+    assert node.round == 2
+    before = snapshot(node)
+    node.deliver(world.ids[1], NeighbourModel(1, 10, ones()))
+    assert world.sink.rejections == {"stale_round": 1} and snapshot(node) == before
+
+
+def test_models_of_later_rounds_from_in_neighbours_are_kept_for_their_round() -> None:
+    world, node = started_ring_node()
+    node.deliver(world.ids[1], NeighbourModel(3, 10, ones(7.0)))
+    assert not world.sink.rejections and sorted(node._inbox[3]) == [1]
+
+
+def test_dpsgd_refuses_message_types_it_does_not_take() -> None:
+    world, node = started_ring_node()
+    before = snapshot(node)
+    node.deliver(world.ids[1], NotSending(1))
+    node.deliver(world.ids[1], GossipModel(1, ones()))
+    assert world.sink.rejections == {"unexpected_message_type": 2} and snapshot(node) == before
+    assert DPSGDNode.message_types() == [NeighbourModel]
+
+
+def test_a_normal_fake_world_run_refuses_nothing() -> None:
+    world = dpsgd_world(10, "one-peer-exp", train_time=lambda i: 1.0 + 0.3 * i)
+    world.run(until=50.0)
+    assert not world.sink.rejections and all(len(world.rounds_of(i)) >= 5 for i in range(10))

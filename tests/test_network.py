@@ -164,3 +164,50 @@ def test_on_sent_fires_when_the_last_byte_leaves_and_arrival_one_latency_later()
                                            lambda: events.append(("sent", loop.now))))
     loop.run()
     assert events == [("sent", pytest.approx(2.0)), ("arrived", pytest.approx(2.5))]
+
+
+def test_a_small_message_bypasses_the_sharing_and_does_not_slow_a_large_one() -> None:
+    loop, net = make([1000.0, math.inf, math.inf], [math.inf] * 3)
+    times: dict[str, float] = {}
+    loop.call_at(0.0, lambda: net.transfer(0, 1, 4000, lambda: times.setdefault("large", loop.now)))
+    loop.call_at(1.0, lambda: net.transfer(0, 2, 1500, lambda: times.setdefault("small", loop.now)))
+    loop.run()
+    # the 1500-byte message leaves after 1500 / 1000 s on its own; the large one keeps the whole uplink
+    assert times == {"large": pytest.approx(4.0), "small": pytest.approx(2.5)}
+    assert net.bytes_total == 5500 and net.messages_sent == 2
+    assert net.transfer(0, 1, 1500, lambda: None) is None  # a small message has no handle: it cannot be aborted
+
+
+def test_aborting_a_transfer_takes_its_unsent_bytes_off_the_count_and_frees_the_link() -> None:
+    loop, net = make([1000.0, math.inf, math.inf], [math.inf] * 3)
+    events: list[tuple[str, float]] = []
+    handles: list[object] = []
+    loop.call_at(0.0, lambda: handles.append(net.transfer(
+        0, 1, 4000, lambda: events.append(("first arrived", loop.now)), None,
+        lambda reason: events.append((f"first aborted: {reason}", loop.now)))))
+    loop.call_at(0.0, lambda: net.transfer(0, 2, 4000, lambda: events.append(("second arrived", loop.now))))
+    results: list[bool] = []
+    loop.call_at(2.0, lambda: results.append(net.abort(handles[0], "cancelled")))  # 1000 bytes each so far
+    loop.call_at(3.0, lambda: results.append(net.abort(handles[0])))  # already gone
+    loop.run()
+    assert results == [True, False]
+    # the second transfer had 3000 bytes left at t=2 and then the whole uplink: done at 5 s
+    assert events == [("first aborted: cancelled", 2.0), ("second arrived", pytest.approx(5.0))]
+    assert net.bytes_sent.tolist() == [1000 + 4000, 0, 0] and net.active_transfers == 0
+    assert net.abort(None) is False
+
+
+def test_aborting_an_endpoint_stops_every_transfer_from_or_to_it() -> None:
+    loop, net = make([1000.0, 1000.0, math.inf], [math.inf] * 3)
+    aborted: list[tuple[int, str]] = []
+    def start(src: int, dst: int) -> None:
+        net.transfer(src, dst, 4000, lambda: None, None, lambda reason: aborted.append((src * 10 + dst, reason)))
+
+    for src, dst in ((0, 1), (1, 0), (0, 2), (1, 2)):
+        loop.call_at(0.0, start, src, dst)
+    counts: list[int] = []
+    loop.call_at(1.0, lambda: counts.append(net.abort_endpoint(1, "crashed")))
+    loop.run()
+    assert counts == [3] and sorted(aborted) == [(1, "crashed"), (10, "crashed"), (12, "crashed")]
+    # by t=1 each of the four had sent 500 bytes; the survivor (0 -> 2) is carried in full
+    assert net.bytes_sent.tolist() == [500 + 4000, 500 + 500, 0]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plexus.protocol.runtime import Membership, PeerInfo
 from plexus.protocol.sampling import derive_sample
+from plexus.protocol.view import PeerInfo, View
 
 # Vectors computed outside the project (Python's hashlib, sorting hex digests), pinned here.
 DECIMAL_IDS = [str(i).encode() for i in range(20)]
@@ -59,8 +59,8 @@ def test_sample_size_larger_than_membership_is_an_error() -> None:
         derive_sample(DECIMAL_IDS, 1, 21)
 
 
-def test_membership_sample_is_cached_and_identical() -> None:
-    membership = Membership(PeerInfo(i) for i in DECIMAL_IDS)
-    first = membership.sample(5, 4)
+def test_view_sample_is_cached_and_identical() -> None:
+    view = View(PeerInfo(i) for i in DECIMAL_IDS)
+    first = view.sample(5, 4)
     assert first == derive_sample(DECIMAL_IDS, 5, 4)
-    assert membership.sample(5, 4) is first
+    assert view.sample(5, 4) is first

@@ -291,7 +291,7 @@ def test_a_run_fails_fast_on_a_bad_trace_and_logs_a_good_one(tmp_path: Path) -> 
 
     bad = tmp_path / "bad.csv"
     bad.write_text("device,start,end\nphone,10,5\n")
-    base = Config(nodes=6, sample_size=3, rounds=1, eval_every=1)
+    base = Config(nodes=6, rounds=1, eval_every=1).replace(sample_size=3)
     with pytest.raises(DataError, match="phone"):
         run_simulation(base.replace(availability_trace=str(bad), out=str(tmp_path / "bad")))
     good = tmp_path / "good.csv"
