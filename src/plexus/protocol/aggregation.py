@@ -1,10 +1,39 @@
-"""Averaging models: uniform, or weighted by each sender's local sample count (FedAvg's n_k / n)."""
+"""Averaging models (uniform, or weighted by each sender's local sample count: FedAvg's n_k / n), and what the
+sampled-round algorithms (Plexus, FedAvg) share: the quorum rule and the options that define a round's sample."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+from plexus.protocol.options import inherited, option
+
+
+def quorum(sample_size: int, success_fraction: float) -> int:
+    """floor(s x sf), at least 1: the number of models an aggregator waits for (the Plexus authors' rule,
+    ``has_enough_trained_models``)."""
+    return max(1, math.floor(sample_size * success_fraction + 1e-9))
+
+
+@dataclass(frozen=True)
+class SampledRoundOptions:
+    """Options of an algorithm that samples s nodes per round and aggregates floor(s x sf) of their models."""
+
+    local_steps: int = inherited("local SGD steps per round")
+    nodes: int = inherited("number of nodes")
+    sample_size: int = option(13, "s: nodes sampled per round", minimum=1)
+    success_fraction: float = option(0.8, "sf: aggregate once floor(s x sf) models (at least 1) have arrived",
+                                     above=0, maximum=1)
+    weighting: str = option("uniform", "aggregation weights: uniform (the paper) or samples (local dataset sizes)",
+                            choices=("uniform", "samples"))
+
+    def check(self) -> None:
+        if self.sample_size > self.nodes:
+            raise ValueError(f"sample_size = {self.sample_size} exceeds nodes = {self.nodes} "
+                             f"(s must be <= the number of nodes)")
 
 
 def average(models: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:

@@ -16,12 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plexus.protocol.aggregation import average
+from plexus.protocol.aggregation import SampledRoundOptions, average, quorum
 from plexus.protocol.futures import Future
 from plexus.protocol.messages import Message, Params, message
 from plexus.protocol.node import Node, handles
-from plexus.protocol.options import inherited, option
-from plexus.protocol.plexus import quorum
 from plexus.protocol.registry import register
 from plexus.protocol.runtime import Runtime, TrainResult
 
@@ -29,19 +27,8 @@ SERVER_ID = b"server"
 
 
 @dataclass(frozen=True)
-class FedAvgOptions:
-    local_steps: int = inherited("local SGD steps per round")
-    nodes: int = inherited("number of nodes")
-    sample_size: int = option(13, "s: nodes sampled per round", minimum=1)
-    success_fraction: float = option(0.8, "sf: aggregate once floor(s x sf) models (at least 1) have arrived",
-                                     above=0, maximum=1)
-    weighting: str = option("uniform", "aggregation weights: uniform (the paper) or samples (local dataset sizes)",
-                            choices=("uniform", "samples"))
-
-    def check(self) -> None:
-        if self.sample_size > self.nodes:
-            raise ValueError(f"sample_size = {self.sample_size} exceeds nodes = {self.nodes} "
-                             f"(s must be <= the number of nodes)")
+class FedAvgOptions(SampledRoundOptions):
+    """s, sf and weighting, as Plexus's (so both are compared at equal settings)."""
 
 
 @message(kind=3)

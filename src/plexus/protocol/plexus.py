@@ -29,42 +29,24 @@ averages uniformly.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from plexus.protocol.aggregation import average
+from plexus.protocol.aggregation import SampledRoundOptions, average, quorum
 from plexus.protocol.futures import Future
 from plexus.protocol.messages import Message, Params, message
 from plexus.protocol.node import Node, handles
-from plexus.protocol.options import inherited, option
+from plexus.protocol.options import option
 from plexus.protocol.registry import register
 from plexus.protocol.runtime import Runtime, TrainResult
 
 
 @dataclass(frozen=True)
-class PlexusOptions:
-    local_steps: int = inherited("local SGD steps per round")
-    nodes: int = inherited("number of nodes")
-    sample_size: int = option(13, "s: nodes sampled per round", minimum=1)
-    success_fraction: float = option(0.8, "sf: aggregate once floor(s x sf) models (at least 1) have arrived",
-                                     above=0, maximum=1)
+class PlexusOptions(SampledRoundOptions):
     aggregator_sample: str = option("next", "take round k's aggregator from sample k+1 (next, as the authors' "
                                     "code) or from sample k (current, the literal Algorithm 2)",
                                     choices=("next", "current"))
-    weighting: str = option("uniform", "aggregation weights: uniform (the paper) or samples (local dataset sizes)",
-                            choices=("uniform", "samples"))
-
-    def check(self) -> None:
-        if self.sample_size > self.nodes:
-            raise ValueError(f"sample_size = {self.sample_size} exceeds nodes = {self.nodes} "
-                             f"(s must be <= the number of nodes)")
-
-
-def quorum(sample_size: int, success_fraction: float) -> int:
-    """floor(s x sf), at least 1: the number of models an aggregator waits for (the authors' rule)."""
-    return max(1, math.floor(sample_size * success_fraction + 1e-9))
 
 
 @message(kind=1)
