@@ -32,12 +32,26 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     for module in SUBCOMMANDS:
         module.register(subparsers)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command's parser records itself in ``args.parser``, so errors can name its own --help."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.set_defaults(parser=child)
+                _remember_parsers(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # name the subcommand's help, where its options are listed, rather than the top-level one
+        owner = getattr(args, "parser", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -46,9 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PlexusError as error:
         print(f"plexus: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("plexus: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        where = getattr(interrupt, "results_dir", None)
+        kept = f"; what was done is in {where} (summary.json status: interrupted)" if where else ""
+        print(f"plexus: interrupted{kept}", file=sys.stderr)
+        return 143 if getattr(interrupt, "signal_name", "") == "SIGTERM" else 130
     except BrokenPipeError:
         # the reader went away (e.g. `plexus tasks --json | head`): stop quietly, as Unix tools do
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -38,6 +38,10 @@ QUANTITIES = ("tta", "cta", "rta")
 QUANTITY_COLUMNS = {"tta": "time_s", "cta": "bytes_total", "rta": "train_seconds_total"}
 # config fields that never distinguish one run from another in a label
 _LABEL_IGNORED = frozenset({"out"})
+# a label names at most this many differing options, each value cut to this length; more than that and the
+# folder name is the clearer label
+_LABEL_MAX_OPTIONS = 3
+_LABEL_MAX_VALUE = 24
 
 
 def is_decentralized(algorithm: str) -> bool:
@@ -71,6 +75,15 @@ class Run:
     @property
     def decentralized(self) -> bool:
         return is_decentralized(self.algorithm)
+
+    @property
+    def status(self) -> str:
+        """completed, interrupted, failed, stalled or running (see :mod:`plexus.metrics.results`)."""
+        return self.results.status
+
+    @property
+    def task(self) -> str:
+        return str(self.results.summary.get("task") or self.config.get("task") or "?")
 
     @property
     def durations(self) -> list[float]:
@@ -182,14 +195,17 @@ def assign_labels(runs: Sequence[Run]) -> None:
         if len(group) > 1:
             keys = sorted({k for run in group for k in run.config} - _LABEL_IGNORED)
             differing = [k for k in keys if len({repr(run.config.get(k)) for run in group}) > 1]
+        if algorithm in TOPOLOGY_ALGORITHMS:
+            differing = [key for key in differing if key != "topology"]
+        too_many = len(differing) > _LABEL_MAX_OPTIONS
         for run in group:
             parts = []
             if algorithm in TOPOLOGY_ALGORITHMS and "topology" in run.config:
-                parts.append(str(run.config["topology"]))
-            for key in differing:
-                if key == "topology" and algorithm in TOPOLOGY_ALGORITHMS:
-                    continue
-                parts.append(f"{key}={_short(run.config.get(key))}")
+                parts.append(_short(run.config["topology"]))
+            if too_many:
+                parts.append(run.directory.name[:_LABEL_MAX_VALUE])
+            else:
+                parts += [f"{key}={_short(run.config.get(key))}" for key in differing]
             run.label = f"{algorithm} ({', '.join(parts)})" if parts else algorithm
     counts: dict[str, int] = {}
     for run in runs:
@@ -202,6 +218,23 @@ def assign_labels(runs: Sequence[Run]) -> None:
         seen[run.label] = seen.get(run.label, 0) + 1
         if seen[run.label] > 1:
             run.label = f"{run.label} #{seen[run.label]}"
+    for run in runs:  # a run that did not complete says so wherever its label appears
+        if run.status != "completed":
+            run.label = f"{run.label} [{run.status}]"
+
+
+def run_label(algorithm: str, config: dict[str, Any]) -> str:
+    """The label of a lone run of ``algorithm``: D-PSGD names its topology, as in comparisons."""
+    if algorithm in TOPOLOGY_ALGORITHMS and config.get("topology"):
+        return f"{algorithm} ({_short(config['topology'])})"
+    return algorithm
+
+
+def labels_for(results: Sequence[Results]) -> list[str]:
+    """The labels a comparison of these runs would show (the summary table uses them too)."""
+    runs = [Run(r, "", _read_config(r.directory), {}) for r in results]
+    assign_labels(runs)
+    return [run.label for run in runs]
 
 
 def _short(value: Any) -> str:
@@ -212,6 +245,8 @@ def _short(value: Any) -> str:
     text = str(value)
     if "/" in text:  # file options (traces): the file name is what tells runs apart
         text = text.rstrip("/").rsplit("/", 1)[-1]
+    if len(text) > _LABEL_MAX_VALUE:
+        text = text[: _LABEL_MAX_VALUE - 3] + "..."
     return text
 
 
@@ -252,6 +287,7 @@ class RunRow:
     algorithm: str
     decentralized: bool
     directory: Path
+    status: str
     best: float
     final: float
     tta_s: float | None = None
@@ -285,7 +321,7 @@ class Comparison:
     def columns(self) -> list[str]:
         """CSV columns; ratio and FedAvg columns appear only when there is a DL / FedAvg run to compare with."""
         m = self.metric
-        columns = ["run", "algorithm", "dl", "tta_s", "cta_bytes", "rta_s"]
+        columns = ["run", "algorithm", "status", "dl", "tta_s", "cta_bytes", "rta_s"]
         if self.has_dl:
             columns += ["tta_vs_best_dl", "cta_vs_best_dl", "rta_vs_best_dl"]
         columns += [f"best_{m}", f"final_{m}"]
@@ -300,7 +336,8 @@ class Comparison:
         out = []
         for row in self.rows:
             record: dict[str, Any] = {
-                "run": row.label, "algorithm": row.algorithm, "dl": "yes" if row.decentralized else "no",
+                "run": row.label, "algorithm": row.algorithm, "status": row.status,
+                "dl": "yes" if row.decentralized else "no",
                 "tta_s": row.tta_s, "cta_bytes": row.cta_bytes, "rta_s": row.rta_s,
                 f"best_{m}": row.best, f"final_{m}": row.final, "target": self.target,
                 "virtual_seconds": row.virtual_seconds, "bytes_total": row.bytes_total,
@@ -365,8 +402,9 @@ class Comparison:
 
     def write(self, out_dir: str | Path, figures: bool = True) -> list[Path]:
         """Write comparison.csv, comparison.md and (unless ``figures`` is False) the PNG figures; returns paths."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        from plexus.metrics.results import prepare_folder
+
+        out = prepare_folder(out_dir, must_be_new=False, what="comparison folder")
         csv_path = out / "comparison.csv"
         write_csv(csv_path, [{k: ("" if v is None else v) for k, v in r.items()} for r in self.records()],
                   self.columns())
@@ -408,6 +446,10 @@ def _legend(comparison: Comparison) -> str:
                      "(higher is better; 15x = 15 times less).")
     if comparison.has_fedavg:
         parts.append(f"'vs FedAvg' = this run's {comparison.metric} minus FedAvg's.")
+    partial = sorted({row.status for row in comparison.rows if row.status != "completed"})
+    if partial:
+        parts.append(f"[{'], ['.join(partial)}]: the run did not finish; its values are those it reached "
+                     "(the default target ignores it).")
     return " ".join(parts)
 
 
@@ -415,6 +457,13 @@ def compare_runs(runs: Sequence[Run], target: float | None = None) -> Comparison
     """Build the comparison of already-loaded runs (labels must be assigned)."""
     if not runs:
         raise DataError("nothing to compare: no results folders given")
+    tasks: dict[str, list[str]] = {}
+    for run in runs:
+        tasks.setdefault(run.task, []).append(str(run.directory))
+    if len(tasks) > 1:
+        groups = "; ".join(f"{task}: {', '.join(_few(folders))}" for task, folders in tasks.items())
+        raise DataError(f"runs of different tasks cannot share one table ({groups}); compare each task's runs "
+                        "separately")
     metrics = {run.results.metric for run in runs}
     if len(metrics) > 1:
         raise DataError(f"runs measure different metrics ({', '.join(sorted(metrics))}): cannot compare them")
@@ -425,7 +474,9 @@ def compare_runs(runs: Sequence[Run], target: float | None = None) -> Comparison
     higher = runs[0].results.higher_is_better
     given = target is not None
     if target is None:
-        target = default_target(runs, higher)
+        # a run that did not finish does not lower the bar for the others (unless no run finished)
+        finished = [run for run in runs if run.status == "completed"]
+        target = default_target(finished or runs, higher)
     elif not math.isfinite(target):
         raise DataError(f"target {target} is not a finite number")
 
@@ -435,6 +486,7 @@ def compare_runs(runs: Sequence[Run], target: float | None = None) -> Comparison
         summary = run.results.summary
         row = RunRow(
             label=run.label, algorithm=run.algorithm, decentralized=run.decentralized, directory=run.directory,
+            status=run.status,
             best=best_value(run, higher), final=values[-1] if values else math.nan,
             virtual_seconds=_float(summary.get("virtual_seconds")),
             bytes_total=_integral(_float(summary.get("bytes_total"))),
@@ -465,6 +517,10 @@ def compare_runs(runs: Sequence[Run], target: float | None = None) -> Comparison
             row.best_vs_fedavg = _diff(row.best, reference.best)
             row.final_vs_fedavg = _diff(row.final, reference.final)
     return Comparison(list(runs), rows, metric, higher, target, given, has_dl, has_fedavg)
+
+
+def _few(items: list[str], limit: int = 3) -> list[str]:
+    return items if len(items) <= limit else [*items[:limit], f"and {len(items) - limit} more"]
 
 
 def _ratio_value(best_dl: float | None, value: float | None) -> float | None:

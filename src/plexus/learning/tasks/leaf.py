@@ -269,6 +269,7 @@ class FemnistTask(LeafTask):
     """
 
     name = "femnist"
+    models = ("cnn",)
     leaf_name = "femnist"
     classes = 62
     description = "LEAF FEMNIST, 28x28 handwritten characters, 62 classes, one writer per user (--data DIR)"
@@ -326,6 +327,7 @@ class CelebaTask(LeafTask):
     """
 
     name = "celeba"
+    models = ("cnn",)
     leaf_name = "celeba"
     classes = 2
     description = "LEAF CelebA, 84x84 RGB faces, smiling or not, one celebrity per user (--data DIR)"
@@ -430,6 +432,7 @@ class ShakespeareTask(LeafTask):
     """
 
     name = "shakespeare"
+    models = ("lstm",)
     leaf_name = "shakespeare"
     classes = len(ALL_LETTERS)
     description = "LEAF Shakespeare, next character from 80, one role per user (--data DIR or raw .tar.gz)"
