@@ -64,7 +64,6 @@ def report(comparison: Comparison, out: Path, figures: bool = True, stream: Text
 
 def run(args: argparse.Namespace) -> int:
     from plexus.metrics.analysis import compare
-
     from plexus.metrics.results import prepare_folder
 
     target = parse_target(args.target)
