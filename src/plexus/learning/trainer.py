@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -104,6 +106,9 @@ class LocalTrainer:
         return output
 
 
+PARALLEL_WORK = 50_000_000
+
+
 def available_cores() -> int:
     """CPU cores this process may use (its affinity mask where the OS has one)."""
     try:
@@ -115,9 +120,11 @@ def available_cores() -> int:
 class Evaluator:
     """The observer's evaluation of a model vector on the test set (costs nodes nothing).
 
-    Evaluation is the one step that runs on every core (``threads``, default: all the process may use) and in
-    large batches: training jobs are tiny and stay on one thread, but evaluating a model on 10,000 test samples,
-    or 100 node models one after the other, dominates the wall time of real-task runs. ``samples`` limits the
+    Evaluation is the one step that runs on every core (``threads``, default: all the process may use when the
+    work is large enough to gain from it) and in large batches: training jobs are tiny and stay on one thread,
+    but evaluating a model on 10,000 test samples, or 100 node models one after the other, dominates the wall
+    time of real-task runs. Changing torch's thread count costs about 10 ms, so callers that evaluate many
+    models in a row (the observer) wrap them in :meth:`parallel` to switch once. ``samples`` limits the
     test set to a fixed subset drawn once from the seed (``--eval-samples``): the same samples at every
     evaluation and for every algorithm run with that seed. ``progress`` is (samples done, samples) while an
     evaluation runs, for progress displays.
@@ -137,7 +144,6 @@ class Evaluator:
         self.data = data
         self.model = model
         self.wall_seconds = 0.0
-        self.threads = threads or available_cores()
         self.batch_size = batch_size
         self.progress: tuple[int, int] | None = None
         test = data.test
@@ -147,21 +153,40 @@ class Evaluator:
             index = torch.from_numpy(chosen)
             test = TensorDataset(test.x[index], test.y[index])
         self.test = test
+        if threads is None:
+            # below this much work (test samples x parameters, a rough proxy for multiply-adds) one more thread
+            # costs more in synchronisation than it saves (digits: 360 samples x 4,810 parameters)
+            threads = available_cores() if len(test) * model.size >= PARALLEL_WORK else 1
+        self.threads = threads
+        self._session = False
 
     def _on_batch(self, done: int, total: int) -> None:
         self.progress = (done, total)
 
+    @contextmanager
+    def parallel(self) -> Iterator[None]:
+        """Evaluations inside this block run on ``threads`` threads, switched once for all of them."""
+        if self._session:
+            yield
+            return
+        previous = torch.get_num_threads()
+        if previous != self.threads:
+            torch.set_num_threads(self.threads)
+        self._session = True
+        try:
+            yield
+        finally:
+            self._session = False
+            if previous != self.threads:
+                torch.set_num_threads(previous)
+
     def evaluate(self, params: np.ndarray) -> Evaluation:
         started = time.perf_counter()
-        threads = torch.get_num_threads()
-        if threads != self.threads:
-            torch.set_num_threads(self.threads)
         try:
-            self.model.load(params)
-            result = self.task.evaluate(self.model.module, self.test, self.batch_size, self._on_batch)
+            with self.parallel():
+                self.model.load(params)
+                result = self.task.evaluate(self.model.module, self.test, self.batch_size, self._on_batch)
         finally:
             self.progress = None
-            if threads != self.threads:
-                torch.set_num_threads(threads)
         self.wall_seconds += time.perf_counter() - started
         return result

@@ -274,14 +274,15 @@ class NodesObserver(Observer):
         metrics, losses = [], []
         total = len(self.evaluated)
         try:
-            for done, index in enumerate(self.evaluated):
-                self.evaluating = (done, total)
-                params = self.model_of(index)
-                if params is None:
-                    continue
-                result = self.evaluator.evaluate(params)
-                metrics.append(result.metric)
-                losses.append(result.loss)
+            with self.evaluator.parallel():  # switch torch's thread count once for all the models
+                for done, index in enumerate(self.evaluated):
+                    self.evaluating = (done, total)
+                    params = self.model_of(index)
+                    if params is None:
+                        continue
+                    result = self.evaluator.evaluate(params)
+                    metrics.append(result.metric)
+                    losses.append(result.loss)
         finally:
             self.evaluating = None
         if not metrics:
