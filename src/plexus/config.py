@@ -203,7 +203,7 @@ def resolve(config: Config) -> Config:
     defaults = task.defaults
     filled: dict[str, Any] = {"model": task.check_model(config.model)}
     for name in ("nodes", "partition", "batch_size", "lr", "momentum", "local_steps", "sample_size",
-                 "success_fraction", "eval_every"):
+                 "success_fraction", "eval_every", "eval_samples"):
         if getattr(config, name) is None:
             filled[name] = getattr(defaults, name)
     if config.rounds is None and config.duration is None:

@@ -59,6 +59,7 @@ class TaskDefaults:
     partition: str = "iid"
     rounds: int = 100
     eval_every: int = 5
+    eval_samples: int | None = None  # None: the whole test set
 
 
 @dataclass(frozen=True)
