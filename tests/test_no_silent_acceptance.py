@@ -42,7 +42,7 @@ def test_eval_nodes_is_honoured_on_100_nodes(tmp_path: Path) -> None:
 
 def test_eval_samples_evaluates_a_fixed_seeded_subset(tmp_path: Path) -> None:
     a = run_simulation(Config(**TINY, rounds=4, eval_every=2, eval_samples=100, out=str(tmp_path / "a")))
-    b = run_simulation(Config(**TINY, rounds=4, eval_every=2, eval_samples=100, out=str(tmp_path / "b")))
+    run_simulation(Config(**TINY, rounds=4, eval_every=2, eval_samples=100, out=str(tmp_path / "b")))
     assert a.summary["eval_samples"] == 100
     assert (tmp_path / "a" / "metrics.csv").read_bytes() == (tmp_path / "b" / "metrics.csv").read_bytes()
     # accuracy on 100 samples is a multiple of 1/100
