@@ -169,17 +169,21 @@ def check_study(study: Sequence[StudyRun], stream: TextIO | None = None) -> None
     nodes are fitted to the data (a preset larger than the data's users) get the fitted config."""
     from plexus.sim.simulation import preflight
 
+    tty = stream is not None and getattr(stream, "isatty", lambda: False)()
+    if stream is not None and not tty:
+        stream.write(f"checking the data of {len(study)} runs\n")
+        stream.flush()
     for planned in study:
-        if stream is not None and len(study) > 1:
-            stream.write(f"checking run {planned.name}...\r")
-            stream.flush()
+        if tty:
+            stream.write(f"\rchecking run {planned.name}...\033[K")  # type: ignore[union-attr]
+            stream.flush()  # type: ignore[union-attr]
         try:
             planned.config = preflight(planned.config)
         except PlexusError as error:
             raise type(error)(f"run {planned.name}: {error}") from None
-    if stream is not None and len(study) > 1:
-        stream.write("\033[K" if getattr(stream, "isatty", lambda: False)() else "\n")
-        stream.flush()
+    if tty:
+        stream.write("\r\033[K")  # type: ignore[union-attr]
+        stream.flush()  # type: ignore[union-attr]
 
 
 def run_study(

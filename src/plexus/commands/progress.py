@@ -110,10 +110,9 @@ class ProgressBar:
     def line(self) -> str:
         state = self._state
         wall = time.perf_counter() - self.started
-        phase = getattr(state, "phase", "running") if state is not None else "running"
-        if phase != "running" or (state is not None and state.observer is None):
-            since = time.perf_counter() - state.phase_started if state is not None else wall
-            return f"[{self.label}] {phase}... {_clock(since)}"
+        if state is not None and state.observer is None:  # loading data, building the model and the nodes
+            since = time.perf_counter() - state.phase_started
+            return f"[{self.label}] {state.phase}... {_clock(since)}"
         fraction = self.fraction(self._row)
         width = 24
         filled = int(round(fraction * width))
