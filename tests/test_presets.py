@@ -61,6 +61,6 @@ def test_the_shakespeare_preset_runs_on_each_shared_text() -> None:
     shard = preflight(Config(task="shakespeare", data=str(root)))
     assert (shard.nodes, shard.sample_size) == (10, 10)  # LEAF's 10-user shard: nodes and s capped
     raw = preflight(Config(task="shakespeare", data=str(root / "by_play_and_character.tar.gz")))
-    assert raw.nodes == 100 and raw.eval_samples == 10_000
+    assert raw.nodes == 100 and raw.eval_samples == 2_000
     tiny = preflight(Config(task="shakespeare", data=str(shared_dataset("tinyshakespeare"))))
     assert tiny.nodes == 100
