@@ -156,7 +156,12 @@ def plan_study(
 def default_study_dir(study: Sequence[StudyRun]) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     first = study[0].config
-    return Path("results") / f"study-{first.task}-n{first.nodes}-s{first.seed}-{stamp}"
+    base = Path("results") / f"study-{first.task}-n{first.nodes}-s{first.seed}-{stamp}"
+    path, count = base, 1
+    while path.exists():  # two studies started in the same second
+        count += 1
+        path = base.with_name(f"{base.name}-{count}")
+    return path
 
 
 ProgressFactory = Callable[[int, StudyRun], Any]
