@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -64,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = getattr(interrupt, "results_dir", None)
         kept = f"; what was done is in {where} (summary.json status: interrupted)" if where else ""
         print(f"plexus: interrupted{kept}", file=sys.stderr)
-        return 143 if getattr(interrupt, "signal_name", "") == "SIGTERM" else 130
+        name = getattr(interrupt, "signal_name", "SIGINT")
+        return 128 + int(getattr(signal, name, signal.SIGINT))  # the shell's convention: 130 Ctrl-C, 143 SIGTERM
     except BrokenPipeError:
         # the reader went away (e.g. `plexus tasks --json | head`): stop quietly, as Unix tools do
         devnull = os.open(os.devnull, os.O_WRONLY)
