@@ -122,3 +122,26 @@ def test_a_folder_given_as_a_file_is_called_a_folder(tmp_path: Path, capsys: pyt
     assert "is a folder, not a file" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="is a folder, not a file"):
         resolve(Config(capacity_trace=str(tmp_path)))
+
+
+def test_evaluation_keeps_the_faster_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from plexus.learning import trainer
+    from plexus.learning.params import FlatModel
+    from plexus.learning.tasks import task_class
+
+    monkeypatch.setattr(trainer, "available_cores", lambda: 2)
+    monkeypatch.setattr(trainer, "PARALLEL_WORK", 0)
+    task = task_class("digits")({})
+    data = task.load(None, 0)
+    model = FlatModel(task.build_model(data))
+    evaluator = trainer.Evaluator(task, data, model)
+    assert evaluator.threads == 2 and evaluator.calibrate
+    seen = []
+    for _ in range(5):
+        with evaluator.parallel():
+            seen.append(torch.get_num_threads())
+            evaluator.evaluate(model.vector())
+    assert seen[:3] == [2, 2, 1] and len(set(seen[3:])) == 1 and not evaluator.calibrate
+    assert evaluator.threads in (1, 2)
