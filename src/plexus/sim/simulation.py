@@ -128,6 +128,8 @@ def load_data(task: Any, config: Config) -> Any:
         return task.load(config.data, config.seed)
     options = task_options(config)
     options.pop("model", None)  # the model does not shape the data
+    if task.needs_data:
+        options.pop("nodes", None)  # nor does the node count, unless the task generates one user per node
     key = (config.task, config.data, tuple(sorted(options.items())), config.seed)
     if key not in _DATA_CACHE:
         _DATA_CACHE[key] = task.load(config.data, config.seed)
