@@ -135,6 +135,7 @@ def test_study_of_two_dpsgd_topologies(tmp_path: Path, capsys: pytest.CaptureFix
     code = main(["simulate", "--algorithm", "plexus,dpsgd", "--topology", "regular:4,one-peer-exp",
                  "--nodes", "20", "--rounds", "3", "--quiet", "-o", str(out)])
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"plexus", "dpsgd-regular-4", "dpsgd-one-peer-exp", "comparison"}
+    assert {p.name for p in out.iterdir()} == {"plexus", "dpsgd-regular-4", "dpsgd-one-peer-exp", "comparison",
+                                            "study.json"}
     text = capsys.readouterr().out
     assert "dpsgd (regular:4)" in text and "dpsgd (one-peer-exp)" in text and "vs best DL" in text

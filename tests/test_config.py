@@ -141,10 +141,10 @@ def test_core_settings_without_effect_get_a_note() -> None:
              topology="ring")
     assert notes == [
         "option topology = 'ring' has no effect on plexus (it applies to dpsgd)",
+        "--alpha and --beta have no effect on task digits (they shape the synthetic task)",
+        "--latency-values has no effect without --latency-matrix",
         "eval_nodes = 3 has no effect: plexus reports global models; node models are not evaluated",
         "server_bandwidth = 1000000.0 has no effect: plexus has no server",
-        "latency_values = 'one-way' has no effect: no latency_matrix is given",
-        "alpha = 2.0 has no effect: only the synthetic task uses it, not digits",
     ]
     notes = []
     resolved(notes, algorithm="fedavg", server_bandwidth=1e6)

@@ -158,8 +158,14 @@ def test_end_to_end_dpsgd_with_time_based_evaluation(tmp_path: Path) -> None:
 
 
 def test_which_nodes_a_decentralized_run_evaluates() -> None:
-    assert evaluated_nodes(50, 20, seed=0) == list(range(50))
-    assert evaluated_nodes(100, 20, seed=0) == list(range(100))
+    # by default: every node up to 100 nodes, else a seeded sample of 20
+    assert evaluated_nodes(50, None, seed=0) == list(range(50))
+    assert evaluated_nodes(100, None, seed=0) == list(range(100))
+    assert len(evaluated_nodes(101, None, seed=0)) == 20
+    # --eval-nodes is honoured whatever the population
+    small = evaluated_nodes(100, 5, seed=0)
+    assert len(small) == 5 and small == sorted(small) and set(small) <= set(range(100))
+    assert evaluated_nodes(50, 20, seed=0) != list(range(50)) and len(evaluated_nodes(50, 20, seed=0)) == 20
     sample = evaluated_nodes(1000, 20, seed=0)
     assert len(sample) == len(set(sample)) == 20 and sample == sorted(sample)
     assert sample == evaluated_nodes(1000, 20, seed=0) != evaluated_nodes(1000, 20, seed=1)

@@ -9,7 +9,9 @@ import pytest
 from plexus.config import load_toml
 from plexus.studies import plan_study
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
+ALL = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
+EXAMPLES = [path for path in ALL if "runs" in load_toml(path)]
+SINGLE = [path for path in ALL if path not in EXAMPLES]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -20,3 +22,10 @@ def test_example_study_plans_without_error(path: Path) -> None:
     names = [run.name for run in study]
     assert {"plexus", "fedavg", "gossip"} <= set(names)
     assert len(names) == len(set(names)) == 5
+
+
+@pytest.mark.parametrize("path", SINGLE, ids=[p.name for p in SINGLE])
+def test_example_experiment_resolves(path: Path) -> None:
+    from plexus.config import config_from_mapping, resolve
+
+    resolve(config_from_mapping(load_toml(path), str(path)))

@@ -92,7 +92,7 @@ def test_missing_or_malformed_data(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no ratings.csv"):
         MovieLensTask().load(str(tmp_path), seed=0)
     (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2\n", encoding="utf-8")
-    with pytest.raises(DataError, match="ratings.csv: not a MovieLens ratings file"):
+    with pytest.raises(DataError, match="ratings.csv, line 2: 2 fields, expected 4"):
         MovieLensTask().load(str(tmp_path), seed=0)
     (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n", encoding="utf-8")
     with pytest.raises(DataError, match="holds no ratings"):

@@ -86,7 +86,9 @@ def test_config_passes_the_node_count() -> None:
     assert data.users is not None and len(data.users) == 37
 
 
+@pytest.mark.slow
 def test_a_thousand_nodes_load_fast() -> None:
+    """A timing check, so in the slow suite (shared CI machines make wall-clock assertions flaky)."""
     started = time.perf_counter()
     data = load(1000)
     elapsed = time.perf_counter() - started

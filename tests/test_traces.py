@@ -76,7 +76,7 @@ def test_latency_matrix_falls_back_to_the_median_when_both_directions_are_missin
 def test_non_square_matrix_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     path.write_text("0,1\n1,0,3\n")
-    with pytest.raises(DataError, match="row 2 has 3 entries, expected 2"):
+    with pytest.raises(DataError, match="line 2: 3 entries, expected 2"):
         load_latency_matrix(path)
 
 

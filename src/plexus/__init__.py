@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from plexus.metrics.results import Results
 
 
-def simulate(config: Config | dict[str, Any] | str | Path, **overrides: Any) -> Results:
-    """Run one simulation. ``config`` is a :class:`Config`, a dict of options, or a TOML file's path."""
+def simulate(config: Config | dict[str, Any] | str | Path, overwrite: bool = False, **overrides: Any) -> Results:
+    """Run one simulation. ``config`` is a :class:`Config`, a dict of options, or a TOML file's path.
+
+    The results folder (``out``) must not hold results yet, unless ``overwrite`` is True."""
     from plexus.config import config_from_mapping, load_toml
     from plexus.sim.simulation import run_simulation
 
@@ -33,7 +35,7 @@ def simulate(config: Config | dict[str, Any] | str | Path, **overrides: Any) -> 
         config = config_from_mapping(config)
     if overrides:
         config = config.replace(**overrides)
-    return run_simulation(config)
+    return run_simulation(config, overwrite=overwrite)
 
 
 def study(

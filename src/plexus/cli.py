@@ -7,8 +7,8 @@ code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -33,14 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     for module in SUBCOMMANDS:
         module.register(subparsers)
+    _remember_parsers(parser)
     return parser
-
-
-class _WarningLine(logging.Handler):
-    """Warnings of plexus's loggers, one line each on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(f"plexus: warning: {record.getMessage()}", file=sys.stderr)
 
 
 def _early_plugins(argv: Sequence[str]) -> None:
@@ -66,17 +60,21 @@ def _early_plugins(argv: Sequence[str]) -> None:
             plugin = document.get("plugin") or (run.get("plugin") if isinstance(run, dict) else None)
             if isinstance(plugin, str):
                 load_plugins(plugin)
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command's parser records itself in ``args.parser``, so errors can name its own --help."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.set_defaults(parser=child)
+                _remember_parsers(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from plexus.commands.progress import warnings_on_stderr
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    warnings = _WarningLine(logging.WARNING)
-    logger = logging.getLogger("plexus")
-    logger.addHandler(warnings)
-    try:
+    with warnings_on_stderr():  # every command's warnings, one line each on stderr
         return _main(argv)
-    finally:
-        logger.removeHandler(warnings)
 
 
 def _main(argv: list[str]) -> int:
@@ -90,7 +88,11 @@ def _main(argv: list[str]) -> int:
     for warning in plugin_warnings():
         print(f"plexus: warning: {warning}", file=sys.stderr)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # name the subcommand's help, where its options are listed, rather than the top-level one
+        owner = getattr(args, "parser", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -99,9 +101,12 @@ def _main(argv: list[str]) -> int:
     except PlexusError as error:
         print(f"plexus: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("plexus: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        where = getattr(interrupt, "results_dir", None)
+        kept = f"; what was done is in {where} (summary.json status: interrupted)" if where else ""
+        print(f"plexus: interrupted{kept}", file=sys.stderr)
+        name = getattr(interrupt, "signal_name", "SIGINT")
+        return 128 + int(getattr(signal, name, signal.SIGINT))  # the shell's convention: 130 Ctrl-C, 143 SIGTERM
     except BrokenPipeError:
         # the reader went away (e.g. `plexus tasks --json | head`): stop quietly, as Unix tools do
         devnull = os.open(os.devnull, os.O_WRONLY)

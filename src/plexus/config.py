@@ -3,13 +3,16 @@
 A config is one flat dataclass; each field belongs to a TOML section (for readability of ``config.toml``) and
 has a CLI flag of the same name (underscores become dashes). Fields left as ``None`` take the task's preset
 (the papers' hyperparameters) when the config is resolved; the resolved config is what a run writes to its
-results folder, so a run can be repeated from that file alone.
+results folder, so a run can be repeated from that file alone: file paths (data, traces) are stored absolute,
+so the replay works from any directory, and ``out`` is not stored, so a replay never writes into the folder
+it was read from (it gets a new folder unless ``-o`` says otherwise).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,15 +43,21 @@ class Config:
     # [run]
     algorithm: str = _f("run", "plexus", "the algorithm (see plexus algorithms); a comma list runs a study")
     seed: int = _f("run", 0, "experiment seed; every random choice derives from it")
-    rounds: int | None = _f("run", None, "stop after this many rounds (default: the task's preset)")
-    duration: float | None = _f("run", None, "stop after this many virtual seconds instead of a round count")
-    eval_every: int | None = _f("run", None, "evaluate the global model every N rounds")
-    out: str | None = _f("run", None, "results folder (default: results/<algorithm>-<task>-<time>)")
-    eval_nodes: int = _f("run", 20, "decentralized learning: node models evaluated each time (all if <= 100 nodes)")
+    rounds: int | None = _f("run", None, "stop after this many rounds (default: the task's preset; with "
+                            "--duration, whichever comes first)")
+    duration: float | None = _f("run", None, "stop after this many virtual seconds (with --rounds, whichever "
+                                "comes first)")
+    eval_every: int | None = _f("run", None, "evaluate every N rounds (default: the task's preset, 5 for digits)")
+    out: str | None = _f("run", None, "results folder, which must not exist or be empty (default: "
+                         "results/<algorithm>-<task>-n<nodes>-s<seed>-<time>)", recorded=False)
+    eval_nodes: int | None = _f("run", None, "decentralized learning: node models evaluated each time (default: "
+                                "all up to 100 nodes, else 20)")
     eval_interval: float | None = _f("run", None, "decentralized learning: evaluate every X virtual seconds")
     stall_timeout: float = _f("run", 3600.0, "report a stall and stop when no global model, node round or "
                               "training completes for this many virtual seconds")
     plugin: str | None = _f("run", None, "comma list of plug-in modules (or .py files) that register algorithms")
+    eval_samples: int | None = _f("run", None, "evaluate on a fixed seeded subset of N test samples (default: "
+                                  "the whole test set)")
     # [task]
     task: str = _f("task", "digits", "learning task")
     data: str | None = _f("task", None, "path of the task's data (not needed for digits and synthetic)")
@@ -112,7 +121,7 @@ class Config:
             if f.name == PROTOCOL:
                 continue
             value = getattr(self, f.name)
-            if value is not None:
+            if value is not None and f.metadata.get("recorded", True):
                 grouped[f.metadata["section"]][f.name] = value
         grouped[PROTOCOL] = {k: v for k, v in self.protocol.items() if v is not None}
         return tomli_w.dumps({k: v for k, v in grouped.items() if v})
@@ -184,6 +193,8 @@ def load_plugins(spec: str | None) -> None:
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a config file into {setting: value}; sections are optional, unknown keys are errors."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a file (give the .toml file inside it)")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist" if not path.exists()
                           else f"config file {path} is not a file")
@@ -249,7 +260,8 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
     """Fill unset settings from the task's preset and the algorithm's defaults, and check every value.
 
     Raises ConfigError naming the setting. Options that have no effect on this run are dropped from the result;
-    with ``notes``, a sentence about each is appended to it (the run reports them as warnings).
+    with ``notes``, a sentence about each is appended to it (the run reports them as warnings). Paths are stored
+    absolute, so a recorded config replays from any directory.
     """
     from plexus.learning.partition import parse_partition
     from plexus.learning.tasks import task_class
@@ -258,13 +270,16 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
 
     load_plugins(config.plugin)
     spec = algorithm(config.algorithm)
-    defaults = task_class(config.task).defaults
-    filled = {}
-    for name in ("nodes", "partition", "batch_size", "lr", "momentum", "local_steps", "eval_every"):
+    task = task_class(config.task)
+    defaults = task.defaults
+    filled: dict[str, Any] = {"model": task.check_model(config.model)}
+    for name in ("nodes", "partition", "batch_size", "lr", "momentum", "local_steps", "eval_every", "eval_samples"):
         if getattr(config, name) is None:
             filled[name] = getattr(defaults, name)
     if config.rounds is None and config.duration is None:
         filled["rounds"] = defaults.rounds
+    for name in PATH_FIELDS:
+        filled[name] = absolute_path(name, getattr(config, name))
     resolved = dataclasses.replace(config, **filled)
     _validate(resolved)
     parse_partition(resolved.partition or "")
@@ -283,12 +298,13 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
     options = build(spec.options, given, experiment, presets, source=f"algorithm {spec.name}")
     resolved = dataclasses.replace(resolved, protocol=as_dict(options))
     if notes is not None:
+        notes.extend(config_warnings(resolved))
         notes.extend(_no_effect(resolved, spec))
     return resolved
 
 
 def _no_effect(c: Config, spec: Any) -> list[str]:
-    """Experiment settings given a non-default value that the chosen run does not use."""
+    """Experiment settings given a non-default value that the chosen algorithm does not use (by its traits)."""
     defaults = Config()
     notes = []
 
@@ -301,11 +317,41 @@ def _no_effect(c: Config, spec: Any) -> list[str]:
         unused("eval_interval", f"{spec.name} is evaluated every eval_every rounds of global models")
     if not spec.traits.server:
         unused("server_bandwidth", f"{spec.name} has no server")
-    if c.latency_matrix is None:
-        unused("latency_values", "no latency_matrix is given")
-    if c.task not in ("synthetic",):
-        unused("alpha", f"only the synthetic task uses it, not {c.task}")
-        unused("beta", f"only the synthetic task uses it, not {c.task}")
+    return notes
+
+
+# options naming files: stored absolute in a resolved config (and so in config.toml)
+PATH_FIELDS = ("data", "capacity_trace", "latency_matrix", "availability_trace")
+
+
+def absolute_path(name: str, value: str | None) -> str | None:
+    """``value`` as an absolute path (``~`` expanded), so a recorded config replays from any directory; a
+    synthetic availability spec is not a path and stays as it is."""
+    if value is None or value == "":
+        return value
+    if name == "availability_trace":
+        from plexus.sim.traces.availability import is_synthetic_spec
+
+        if is_synthetic_spec(value):
+            return value
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Options that have no effect on this run, one line each (a resolved config). The run logs them as
+    warnings; algorithm-specific options are checked by the algorithm's own declarations."""
+    from plexus.learning.tasks import task_class
+
+    task = task_class(config.task)
+    notes = []
+    if config.data and not task.needs_data:
+        notes.append(f"--data has no effect: task {config.task} makes its own data")
+    if config.download and config.task not in ("cifar10", "mnist"):
+        notes.append(f"--download has no effect: only cifar10 and mnist can be downloaded, not {config.task}")
+    if config.task != "synthetic" and (config.alpha != 1.0 or config.beta != 1.0):
+        notes.append(f"--alpha and --beta have no effect on task {config.task} (they shape the synthetic task)")
+    if config.latency_values != "rtt" and not config.latency_matrix:
+        notes.append("--latency-values has no effect without --latency-matrix")
     return notes
 
 
@@ -325,7 +371,8 @@ def _validate(c: Config) -> None:
     need(c.duration is None or (c.duration > 0 and math.isfinite(c.duration)),
          f"duration = {c.duration}: must be a positive number of seconds")
     need(c.eval_every is not None and c.eval_every >= 1, f"eval_every = {c.eval_every}: must be >= 1")
-    need(c.eval_nodes >= 1, f"eval_nodes = {c.eval_nodes}: must be >= 1")
+    need(c.eval_nodes is None or c.eval_nodes >= 1, f"eval_nodes = {c.eval_nodes}: must be >= 1")
+    need(c.eval_samples is None or c.eval_samples >= 1, f"eval_samples = {c.eval_samples}: must be >= 1")
     need(c.eval_interval is None or (c.eval_interval > 0 and math.isfinite(c.eval_interval)),
          f"eval_interval = {c.eval_interval}: must be a positive number of seconds")
     need(c.stall_timeout > 0, f"stall_timeout = {c.stall_timeout}: must be a positive number of seconds (inf allowed)")
@@ -343,4 +390,5 @@ def _validate(c: Config) -> None:
             if is_synthetic_spec(path):
                 parse_synthetic_spec(path)  # raises ConfigError naming the bad parameter
                 continue
+        need(path is None or not Path(path).is_dir(), f"{name} = {path}: is a folder, not a file")
         need(path is None or Path(path).is_file(), f"{name} = {path}: file does not exist")

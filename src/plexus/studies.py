@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from plexus.config import SECTIONS, Config, coerce, config_from_mapping, resolve
-from plexus.errors import ConfigError
+from plexus.errors import ConfigError, PlexusError
 from plexus.protocol.registry import algorithm
 
 if TYPE_CHECKING:
@@ -176,10 +176,39 @@ def plan_study(
 def default_study_dir(study: Sequence[StudyRun]) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     first = study[0].config
-    return Path("results") / f"study-{first.task}-n{first.nodes}-s{first.seed}-{stamp}"
+    base = Path("results") / f"study-{first.task}-n{first.nodes}-s{first.seed}-{stamp}"
+    path, count = base, 1
+    while path.exists():  # two studies started in the same second
+        count += 1
+        path = base.with_name(f"{base.name}-{count}")
+    return path
 
 
 ProgressFactory = Callable[[int, StudyRun], Any]
+
+
+def check_study(study: Sequence[StudyRun], stream: TextIO | None = None) -> None:
+    """Check every run's data, partition and traces before the first starts (configs are checked when the
+    study is planned): a bad ``data`` in the last run fails in seconds, not after the others have run. Loaded
+    datasets stay shared for the runs (call inside :func:`plexus.sim.simulation.shared_data`). Runs whose
+    nodes are fitted to the data (a preset larger than the data's users) get the fitted config."""
+    from plexus.sim.simulation import preflight
+
+    tty = stream is not None and getattr(stream, "isatty", lambda: False)()
+    if stream is not None and not tty:
+        stream.write(f"checking the data of {len(study)} runs\n")
+        stream.flush()
+    for planned in study:
+        if tty:
+            stream.write(f"\rchecking run {planned.name}...\033[K")  # type: ignore[union-attr]
+            stream.flush()  # type: ignore[union-attr]
+        try:
+            planned.config = preflight(planned.config)
+        except PlexusError as error:
+            raise type(error)(f"run {planned.name}: {error}") from None
+    if tty:
+        stream.write("\r\033[K")  # type: ignore[union-attr]
+        stream.flush()  # type: ignore[union-attr]
 
 
 def run_study(
@@ -188,27 +217,50 @@ def run_study(
     progress: bool = False,
     stream: TextIO | None = None,
     target: float | None = None,
+    overwrite: bool = False,
 ) -> tuple[list[Results], Comparison]:
-    """Run each planned run into ``<out>/<name>/``, then compare them into ``<out>/comparison/``.
+    """Check every run, then run each into ``<out>/<name>/``, then compare them into ``<out>/comparison/``.
 
-    With ``progress`` a bar on stderr shows ``[run i/n: name]``; ``stream`` (if given) receives the summary and
-    comparison tables.
+    The study folder is checked and created first (a non-empty one is refused unless ``overwrite``).
+    ``<out>/study.json`` lists the runs and their status as the study goes. If the study is interrupted, the
+    runs done so far and the partial one are kept and compared, and a line on stderr says which runs are
+    complete; the KeyboardInterrupt then goes on. With ``progress`` a bar on stderr shows ``[run i/n: name]``;
+    ``stream`` (if given) receives the summary and comparison tables.
     """
     from plexus.commands.progress import ProgressBar, print_summary_table
     from plexus.metrics.analysis import compare
-    from plexus.sim.simulation import run_simulation
+    from plexus.metrics.results import prepare_folder
+    from plexus.sim.simulation import run_simulation, shared_data
 
     if not study:
         raise ConfigError("a study needs at least one run")
-    root = Path(out) if out else default_study_dir(study)
+    root = prepare_folder(Path(out) if out else default_study_dir(study), overwrite=overwrite,
+                          what="study folder")
     results: list[Results] = []
-    for index, planned in enumerate(study, start=1):
-        config = planned.config.replace(out=str(root / planned.name))
-        bar = ProgressBar(config, enabled=progress, label=f"run {index}/{len(study)}: {planned.name}")
-        try:
-            results.append(run_simulation(config, progress=bar.update))
-        finally:
-            bar.close()
+    status = {planned.name: "not started" for planned in study}
+    _write_study_file(root, study, status)
+    with shared_data():
+        check_study(study, sys.stderr if progress else None)
+        for index, planned in enumerate(study, start=1):
+            config = planned.config.replace(out=str(root / planned.name))
+            bar = ProgressBar(config, enabled=progress, label=f"run {index}/{len(study)}: {planned.name}")
+            status[planned.name] = "running"
+            _write_study_file(root, study, status)
+            try:
+                results.append(run_simulation(config, progress=bar))
+                status[planned.name] = str(results[-1].summary.get("status", "completed"))
+            except KeyboardInterrupt:
+                bar.close()
+                status[planned.name] = "interrupted"
+                _interrupted_study(root, study, status, target)
+                raise
+            except BaseException:
+                status[planned.name] = "failed"
+                _write_study_file(root, study, status)
+                raise
+            finally:
+                bar.close()
+            _write_study_file(root, study, status)
     comparison = compare([r.directory for r in results], target=target)
     written = comparison.write(root / COMPARISON_DIR)
     if stream is not None:
@@ -218,6 +270,38 @@ def run_study(
     return results, comparison
 
 
+def _write_study_file(root: Path, study: Sequence[StudyRun], status: dict[str, str]) -> None:
+    from plexus.metrics.results import STUDY_FILE, write_json
+
+    write_json(root / STUDY_FILE, {"runs": [{"name": p.name, "algorithm": p.config.algorithm,
+                                             "status": status[p.name]} for p in study]})
+
+
+def _interrupted_study(root: Path, study: Sequence[StudyRun], status: dict[str, str], target: float | None) -> None:
+    """Say which runs of an interrupted study are complete, and compare what there is (best effort)."""
+    from plexus.metrics.analysis import compare
+
+    _write_study_file(root, study, status)
+    done = [name for name, value in status.items() if value not in ("not started", "interrupted")]
+    cut = [name for name, value in status.items() if value == "interrupted"]
+    waiting = [name for name, value in status.items() if value == "not started"]
+    parts = [f"complete: {', '.join(done) or 'none'}"]
+    if cut:
+        parts.append(f"interrupted (partial results kept): {', '.join(cut)}")
+    if waiting:
+        parts.append(f"not started: {', '.join(waiting)}")
+    note = ""
+    try:
+        folders = [root / name for name in done + cut]
+        if folders:
+            compare(folders, target=target).write(root / COMPARISON_DIR)
+            note = f"; comparison of these runs in {root / COMPARISON_DIR}"
+    except Exception:  # nothing comparable yet (no evaluation): the runs' folders are what matters
+        pass
+    sys.stderr.write(f"plexus: study {root} interrupted; {'; '.join(parts)}{note}\n")
+    sys.stderr.flush()
+
+
 def study(
     config: Config | dict[str, Any] | str | Path,
     algorithms: Sequence[str] | None = None,
@@ -225,6 +309,7 @@ def study(
     runs: dict[str, dict[str, Any]] | None = None,
     out: str | Path | None = None,
     progress: bool = False,
+    overwrite: bool = False,
     **overrides: Any,
 ) -> list[Results]:
     """Python entry point of a study; returns each run's :class:`Results` (the comparison is on disk).
@@ -250,5 +335,6 @@ def study(
     out = out if out is not None else shared.pop("out", None)
     shared.pop("out", None)
     planned = plan_study(shared, runs, overrides, source)
-    results, _ = run_study(planned, out, progress=progress, stream=sys.stderr if progress else None)
+    results, _ = run_study(planned, out, progress=progress, stream=sys.stderr if progress else None,
+                           overwrite=overwrite)
     return results

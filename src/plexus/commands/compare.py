@@ -64,9 +64,14 @@ def report(comparison: Comparison, out: Path, figures: bool = True, stream: Text
 
 def run(args: argparse.Namespace) -> int:
     from plexus.metrics.analysis import compare
+    from plexus.metrics.results import prepare_folder
 
     target = parse_target(args.target)
-    comparison = compare(args.results, target=target)
     out = Path(args.out) if args.out else default_out_dir()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose a folder path")
+    comparison = compare(args.results, target=target)
+    # an existing comparison folder is updated in place (a comparison is rebuilt from the results folders)
+    prepare_folder(out, must_be_new=False, what="comparison folder")
     report(comparison, out, figures=not args.no_figures)
     return 0

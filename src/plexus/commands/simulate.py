@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from plexus.commands.progress import ProgressBar, print_summary_table
+from plexus.commands.progress import ProgressBar, print_summary_table, warnings_on_stderr
 from plexus.config import PROTOCOL, Config, coerce, config_from_mapping, field_types, load_toml, typing_args
 from plexus.protocol.registry import all_option_specs
 from plexus.studies import is_study
@@ -29,6 +29,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file; flags override it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results folder (-o) if it already holds results (never recorded in "
+                             "config.toml)")
     types = field_types()
     for f in Config.__dataclass_fields__.values():
         if f.name == PROTOCOL:
@@ -69,13 +72,16 @@ def run(args: argparse.Namespace) -> int:
 
     file_values: dict[str, Any] = load_toml(args.config) if args.config else {}
     flags = flag_values(args)
-    if is_study({**file_values, **flags}):
-        return run_study_command(args, file_values, flags)
-    single = {key: value for key, value in file_values.items() if key != "runs"}
-    config = resolve(config_from_mapping({**single, **flags}, args.config or "command line"))
-    bar = ProgressBar(config, enabled=not args.quiet)
-    results = run_simulation(config, progress=bar.update)
-    bar.close()
+    with warnings_on_stderr():
+        if is_study({**file_values, **flags}):
+            return run_study_command(args, file_values, flags)
+        single = {key: value for key, value in file_values.items() if key != "runs"}
+        config = resolve(config_from_mapping({**single, **flags}, args.config or "command line"))
+        bar = ProgressBar(config, enabled=not args.quiet)
+        try:
+            results = run_simulation(config, progress=bar, overwrite=args.overwrite)
+        finally:
+            bar.close()
     print_summary_table([results], stream=sys.stdout)
     return exit_status([results])
 
@@ -104,5 +110,5 @@ def run_study_command(args: argparse.Namespace, file_values: dict[str, Any], fla
     if not args.quiet:
         names = ", ".join(run.name for run in study)
         print(f"study of {len(study)} runs: {names}", file=sys.stderr)
-    results, _ = run_study(study, out, progress=not args.quiet, stream=sys.stdout)
+    results, _ = run_study(study, out, progress=not args.quiet, stream=sys.stdout, overwrite=args.overwrite)
     return exit_status(results)

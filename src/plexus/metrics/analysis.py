@@ -32,6 +32,10 @@ QUANTITIES = ("tta", "cta", "rta")
 QUANTITY_COLUMNS = {"tta": "time_s", "cta": "bytes_total", "rta": "train_seconds_total"}
 # config fields that never distinguish one run from another in a label
 _LABEL_IGNORED = frozenset({"out"})
+# a label names at most this many differing options, each value cut to this length; more than that and the
+# folder name is the clearer label
+_LABEL_MAX_OPTIONS = 3
+_LABEL_MAX_VALUE = 24
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -69,6 +73,15 @@ class Run:
         """Its behaviour depends on --topology, so its label always names it (D-PSGD's graph is part of what
         the baseline *is*: the paper reports "D-PSGD (10-regular)" and "D-PSGD (one-peer exp.)" separately)."""
         return bool(self.traits.get("uses_topology", False))
+
+    @property
+    def status(self) -> str:
+        """completed, interrupted, failed, stalled or running (see :mod:`plexus.metrics.results`)."""
+        return self.results.status
+
+    @property
+    def task(self) -> str:
+        return str(self.results.summary.get("task") or self.config.get("task") or "?")
 
     @property
     def durations(self) -> list[float]:
@@ -180,14 +193,17 @@ def assign_labels(runs: Sequence[Run]) -> None:
         if len(group) > 1:
             keys = sorted({k for run in group for k in run.config} - _LABEL_IGNORED)
             differing = [k for k in keys if len({repr(run.config.get(k)) for run in group}) > 1]
+        if any(run.uses_topology for run in group):
+            differing = [key for key in differing if key != "topology"]
+        too_many = len(differing) > _LABEL_MAX_OPTIONS
         for run in group:
             parts = []
             if run.uses_topology and "topology" in run.config:
-                parts.append(str(run.config["topology"]))
-            for key in differing:
-                if key == "topology" and run.uses_topology:
-                    continue
-                parts.append(f"{key}={_short(run.config.get(key))}")
+                parts.append(_short(run.config["topology"]))
+            if too_many:
+                parts.append(run.directory.name[:_LABEL_MAX_VALUE])
+            else:
+                parts += [f"{key}={_short(run.config.get(key))}" for key in differing]
             run.label = f"{algorithm} ({', '.join(parts)})" if parts else algorithm
     counts: dict[str, int] = {}
     for run in runs:
@@ -200,6 +216,16 @@ def assign_labels(runs: Sequence[Run]) -> None:
         seen[run.label] = seen.get(run.label, 0) + 1
         if seen[run.label] > 1:
             run.label = f"{run.label} #{seen[run.label]}"
+    for run in runs:  # a run that did not complete says so wherever its label appears
+        if run.status != "completed":
+            run.label = f"{run.label} [{run.status}]"
+
+
+def labels_for(results: Sequence[Results]) -> list[str]:
+    """The labels a comparison of these runs would show (the summary table uses them too)."""
+    runs = [Run(r, "", _read_config(r.directory), {}) for r in results]
+    assign_labels(runs)
+    return [run.label for run in runs]
 
 
 def _short(value: Any) -> str:
@@ -210,6 +236,8 @@ def _short(value: Any) -> str:
     text = str(value)
     if "/" in text:  # file options (traces): the file name is what tells runs apart
         text = text.rstrip("/").rsplit("/", 1)[-1]
+    if len(text) > _LABEL_MAX_VALUE:
+        text = text[: _LABEL_MAX_VALUE - 3] + "..."
     return text
 
 
@@ -250,6 +278,7 @@ class RunRow:
     algorithm: str
     decentralized: bool
     directory: Path
+    status: str
     best: float
     final: float
     tta_s: float | None = None
@@ -283,7 +312,7 @@ class Comparison:
     def columns(self) -> list[str]:
         """CSV columns; ratio and FedAvg columns appear only when there is a DL / FedAvg run to compare with."""
         m = self.metric
-        columns = ["run", "algorithm", "dl", "tta_s", "cta_bytes", "rta_s"]
+        columns = ["run", "algorithm", "status", "dl", "tta_s", "cta_bytes", "rta_s"]
         if self.has_dl:
             columns += ["tta_vs_best_dl", "cta_vs_best_dl", "rta_vs_best_dl"]
         columns += [f"best_{m}", f"final_{m}"]
@@ -298,7 +327,8 @@ class Comparison:
         out = []
         for row in self.rows:
             record: dict[str, Any] = {
-                "run": row.label, "algorithm": row.algorithm, "dl": "yes" if row.decentralized else "no",
+                "run": row.label, "algorithm": row.algorithm, "status": row.status,
+                "dl": "yes" if row.decentralized else "no",
                 "tta_s": row.tta_s, "cta_bytes": row.cta_bytes, "rta_s": row.rta_s,
                 f"best_{m}": row.best, f"final_{m}": row.final, "target": self.target,
                 "virtual_seconds": row.virtual_seconds, "bytes_total": row.bytes_total,
@@ -363,8 +393,9 @@ class Comparison:
 
     def write(self, out_dir: str | Path, figures: bool = True) -> list[Path]:
         """Write comparison.csv, comparison.md and (unless ``figures`` is False) the PNG figures; returns paths."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        from plexus.metrics.results import prepare_folder
+
+        out = prepare_folder(out_dir, must_be_new=False, what="comparison folder")
         csv_path = out / "comparison.csv"
         write_csv(csv_path, [{k: ("" if v is None else v) for k, v in r.items()} for r in self.records()],
                   self.columns())
@@ -406,6 +437,10 @@ def _legend(comparison: Comparison) -> str:
                      "(higher is better; 15x = 15 times less).")
     if comparison.has_fedavg:
         parts.append(f"'vs FedAvg' = this run's {comparison.metric} minus FedAvg's.")
+    partial = sorted({row.status for row in comparison.rows if row.status != "completed"})
+    if partial:
+        parts.append(f"[{'], ['.join(partial)}]: the run did not finish; its values are those it reached "
+                     "(the default target ignores it).")
     return " ".join(parts)
 
 
@@ -413,6 +448,13 @@ def compare_runs(runs: Sequence[Run], target: float | None = None) -> Comparison
     """Build the comparison of already-loaded runs (labels must be assigned)."""
     if not runs:
         raise DataError("nothing to compare: no results folders given")
+    tasks: dict[str, list[str]] = {}
+    for run in runs:
+        tasks.setdefault(run.task, []).append(str(run.directory))
+    if len(tasks) > 1:
+        groups = "; ".join(f"{task}: {', '.join(_few(folders))}" for task, folders in tasks.items())
+        raise DataError(f"runs of different tasks cannot share one table ({groups}); compare each task's runs "
+                        "separately")
     metrics = {run.results.metric for run in runs}
     if len(metrics) > 1:
         raise DataError(f"runs measure different metrics ({', '.join(sorted(metrics))}): cannot compare them")
@@ -423,7 +465,9 @@ def compare_runs(runs: Sequence[Run], target: float | None = None) -> Comparison
     higher = runs[0].results.higher_is_better
     given = target is not None
     if target is None:
-        target = default_target(runs, higher)
+        # a run that did not finish does not lower the bar for the others (unless no run finished)
+        finished = [run for run in runs if run.status == "completed"]
+        target = default_target(finished or runs, higher)
     elif not math.isfinite(target):
         raise DataError(f"target {target} is not a finite number")
 
@@ -433,6 +477,7 @@ def compare_runs(runs: Sequence[Run], target: float | None = None) -> Comparison
         summary = run.results.summary
         row = RunRow(
             label=run.label, algorithm=run.algorithm, decentralized=run.decentralized, directory=run.directory,
+            status=run.status,
             best=best_value(run, higher), final=values[-1] if values else math.nan,
             virtual_seconds=_float(summary.get("virtual_seconds")),
             bytes_total=_integral(_float(summary.get("bytes_total"))),
@@ -463,6 +508,10 @@ def compare_runs(runs: Sequence[Run], target: float | None = None) -> Comparison
             row.best_vs_fedavg = _diff(row.best, reference.best)
             row.final_vs_fedavg = _diff(row.final, reference.final)
     return Comparison(list(runs), rows, metric, higher, target, given, has_dl, has_fedavg)
+
+
+def _few(items: list[str], limit: int = 3) -> list[str]:
+    return items if len(items) <= limit else [*items[:limit], f"and {len(items) - limit} more"]
 
 
 def _ratio_value(best_dl: float | None, value: float | None) -> float | None:

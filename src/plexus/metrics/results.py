@@ -2,7 +2,14 @@
 
 A run writes ``config.toml`` (resolved), ``metrics.csv`` (one row per evaluation, virtual-time quantities
 only, so two runs of the same config compare byte for byte), ``rounds.csv`` (round durations),
-``summary.json`` (totals, plus wall-clock figures) and ``run.log``.
+``summary.json`` (totals, plus wall-clock figures, and the run's ``status``) and ``run.log``.
+
+A results folder is never overwritten by accident: :func:`prepare_folder` checks a path and creates the folder
+before a run does any work, refusing a non-empty folder unless asked to replace it. ``metrics.csv`` is written
+row by row as evaluations happen (:class:`MetricsWriter`), so an interrupted or failed run keeps its rows, and
+``summary.json`` says how the run ended: ``completed``, ``interrupted`` (Ctrl-C or SIGTERM), ``failed`` (an
+error, in ``error``), ``stalled`` (the protocol could no longer progress), or ``running`` (written when the run
+starts: a folder still saying so belongs to a run in progress or to a process that was killed).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plexus.errors import DataError
+from plexus.errors import ConfigError, DataError
 
 METRICS_FILE = "metrics.csv"
 ROUNDS_FILE = "rounds.csv"
@@ -23,6 +30,11 @@ SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.toml"
 LOG_FILE = "run.log"
 ROUND_COLUMNS = ["round", "node", "end_time_s", "duration_s"]
+STUDY_FILE = "study.json"
+STATUSES = ("completed", "interrupted", "failed", "stalled", "running")
+# what plexus writes into a results, study or comparison folder: --overwrite only ever deletes folders like these
+_OWN_FILES = frozenset({METRICS_FILE, ROUNDS_FILE, SUMMARY_FILE, CONFIG_FILE, LOG_FILE, STUDY_FILE,
+                        "comparison.csv", "comparison.md", "convergence.png", "round-durations.png"})
 
 
 def format_value(value: Any) -> str:
@@ -41,6 +53,36 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any] | tuple[Any, ...]], colu
         for row in rows:
             values = row if isinstance(row, tuple) else [row.get(column, "") for column in columns]
             writer.writerow([format_value(value) for value in values])
+
+
+class MetricsWriter:
+    """``metrics.csv`` written as the run goes: the header at once, then each row flushed as it is produced."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path = path
+        self.columns = columns
+        self._handle = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._handle, lineterminator="\n")
+        self._writer.writerow(columns)
+        self._handle.flush()
+        self.rows = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._handle.closed:
+            return
+        self._writer.writerow([format_value(row.get(column, "")) for column in self.columns])
+        self._handle.flush()
+        self.rows += 1
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write a JSON document atomically (a reader never sees half a summary)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(_json_safe(document), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    partial.replace(path)
 
 
 def _json_safe(value: Any) -> Any:
@@ -75,8 +117,12 @@ class Results:
         (self.directory / CONFIG_FILE).write_text(config_toml, encoding="utf-8")
         write_csv(self.directory / METRICS_FILE, self.metrics, metric_columns)
         write_csv(self.directory / ROUNDS_FILE, self.rounds, ROUND_COLUMNS)
-        text = json.dumps(_json_safe(self.summary), indent=2, sort_keys=False)
-        (self.directory / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
+        write_json(self.directory / SUMMARY_FILE, self.summary)
+
+    @property
+    def status(self) -> str:
+        """How the run ended (folders written before statuses existed were complete runs)."""
+        return str(self.summary.get("status") or "completed")
 
     @classmethod
     def load(cls, directory: str | Path) -> Results:
@@ -122,3 +168,90 @@ def _parse(value: str | None) -> Any:
         return float(value)
     except ValueError:
         return value
+
+
+# --------------------------------------------------------------------------------------------- folders
+def is_plexus_folder(path: Path) -> bool:
+    """Whether ``path`` holds only what plexus writes: results, study or comparison files and such folders."""
+    try:
+        entries = list(path.iterdir())
+    except OSError:
+        return False
+    if not entries:
+        return True
+    own = False
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            if not is_plexus_folder(entry):
+                return False
+            own = True
+        elif entry.name in _OWN_FILES or entry.name.endswith(".partial"):
+            own = True
+        else:
+            return False
+    return own
+
+
+def prepare_folder(path: str | Path, *, overwrite: bool = False, must_be_new: bool = True,
+                   what: str = "results folder") -> Path:
+    """Check ``path`` and create it as a folder before any work is done; every problem is one ConfigError line.
+
+    With ``must_be_new`` a non-empty folder is refused unless ``overwrite``, which empties it first (and only
+    if it holds nothing but plexus output: results, study and comparison files). A folder holding a run that
+    failed before its first evaluation is reused (nothing in it is worth keeping). Returns the path.
+    """
+    path = Path(path).expanduser()
+    try:
+        _check_folder_path(path, what)
+        if must_be_new and path.is_dir() and any(path.iterdir()):
+            if overwrite:
+                if not is_plexus_folder(path):
+                    raise ConfigError(f"{what} {path} holds files plexus did not write; --overwrite only replaces "
+                                      "plexus results: choose another folder")
+                _empty(path)
+            elif _failed_without_rows(path):
+                _empty(path)
+            else:
+                raise ConfigError(f"{what} {path} already exists and is not empty; choose another folder "
+                                  "(-o), or pass --overwrite to replace it")
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".plexus-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except ConfigError:
+        raise
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"cannot use {path} as the {what}: {reason}") from None
+    return path
+
+
+def _check_folder_path(path: Path, what: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file, not a folder; choose a folder path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{what} {path}: {parent} is a file, not a folder")
+            break
+
+
+def _failed_without_rows(path: Path) -> bool:
+    summary = path / SUMMARY_FILE
+    try:
+        document = json.loads(summary.read_text(encoding="utf-8"))
+        rows = _read_csv(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else []
+    except (OSError, ValueError, DataError, csv.Error):
+        return False
+    return isinstance(document, dict) and document.get("status") == "failed" and not rows \
+        and not any(entry.is_dir() for entry in path.iterdir())
+
+
+def _empty(path: Path) -> None:
+    import shutil
+
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()

@@ -57,6 +57,25 @@ class Observer(MetricsSink):
         self._last_global: tuple[int, np.ndarray] | None = None
         self._last_evaluated_round = -1
         self._last_round_time = 0.0
+        # how the run ends (summary.json's status): "completed" unless report_stall() says otherwise
+        self.status = "completed"
+        self.status_reason = ""
+        # (models evaluated, models to evaluate) while an evaluation is in progress, for progress displays
+        self.evaluating: tuple[int, int] | None = None
+
+    def report_stall(self, reason: str) -> None:
+        """The protocol can no longer progress: record it (summary.json gets ``status: "stalled"`` and
+        ``status_reason``), log it as a warning, and stop the run. For stall detectors."""
+        if self.status == "stalled":
+            return
+        self.status = "stalled"
+        self.status_reason = reason
+        log.warning("run stalled at t=%.3fs: %s", self.loop.now, reason)
+        self.loop.stop()
+
+    def progress_round(self) -> int:
+        """The run's round clock now (for progress displays; cheap, and safe to read from another thread)."""
+        return self.rounds_completed
 
     # ------------------------------------------------------------- MetricsSink
     def global_model(self, round: int, params: np.ndarray) -> None:
@@ -114,7 +133,11 @@ class Observer(MetricsSink):
         if round == self._last_evaluated_round:
             return
         self._last_evaluated_round = round
-        result = self.evaluator.evaluate(params)
+        self.evaluating = (0, 1)
+        try:
+            result = self.evaluator.evaluate(params)
+        finally:
+            self.evaluating = None
         self.record(round, result.metric, 0.0, result.loss)
 
     def record(self, round: int, metric: float, metric_std: float, loss: float) -> None:
@@ -156,11 +179,18 @@ def node_label(node: bytes | None) -> str:
     return text if text.isprintable() else node.hex()
 
 
-def evaluated_nodes(nodes: int, eval_nodes: int, seed: int) -> list[int]:
-    """Which nodes a decentralized run evaluates: all when there are at most 100 (or at most ``eval_nodes``),
-    else a fixed seeded sample of ``eval_nodes``, drawn once so successive evaluations follow the same nodes
-    (a smoother curve than a fresh sample each time, and as representative on average)."""
-    if nodes <= max(100, eval_nodes):
+DEFAULT_EVAL_NODES = 20
+ALL_NODES_UP_TO = 100
+
+
+def evaluated_nodes(nodes: int, eval_nodes: int | None, seed: int) -> list[int]:
+    """Which nodes a decentralized run evaluates: ``eval_nodes`` of them when given (all if it is at least
+    ``nodes``); by default all when there are at most 100, else 20. A sample is fixed and seeded, drawn once so
+    successive evaluations follow the same nodes (a smoother curve than a fresh sample each time, and as
+    representative on average)."""
+    if eval_nodes is None:
+        eval_nodes = nodes if nodes <= ALL_NODES_UP_TO else DEFAULT_EVAL_NODES
+    if eval_nodes >= nodes:
         return list(range(nodes))
     return sorted(stream(seed, "eval-nodes").choice(nodes, size=eval_nodes, replace=False).tolist())
 
@@ -168,8 +198,9 @@ def evaluated_nodes(nodes: int, eval_nodes: int, seed: int) -> list[int]:
 class NodesObserver(Observer):
     """Evaluation of decentralized-learning runs, where there is no global model.
 
-    **What**: at each evaluation the observer evaluates the current model (``Node.current_model()``) of every
-    node when there are at most 100 nodes, else of a fixed seeded sample of ``eval_nodes`` nodes, with the same
+    **What**: at each evaluation the observer evaluates the current model (``Node.current_model()``) of the
+    nodes :func:`evaluated_nodes` picks (``--eval-nodes``; by default every node up to 100, else a fixed seeded
+    sample of 20), with the same
     model template and :class:`~plexus.learning.trainer.Evaluator` as for global models, outside virtual time.
     A metrics.csv row holds the mean metric, its (population) standard deviation across the evaluated nodes in
     ``<metric>_std``, and the mean loss.
@@ -220,6 +251,9 @@ class NodesObserver(Observer):
             return int(math.floor(self.loop.now / self.round_timeout + 1e-9))
         return self._completed_total // self.nodes
 
+    def progress_round(self) -> int:
+        return self.current_round()
+
     def start(self) -> None:
         interval = self.eval_interval
         if self.round_timeout is not None:
@@ -269,13 +303,19 @@ class NodesObserver(Observer):
         if now == self._last_evaluation_time:
             return
         metrics, losses = [], []
-        for index in self.evaluated:
-            params = self.model_of(index)
-            if params is None:
-                continue
-            result = self.evaluator.evaluate(params)
-            metrics.append(result.metric)
-            losses.append(result.loss)
+        total = len(self.evaluated)
+        try:
+            with self.evaluator.parallel():  # switch torch's thread count once for all the models
+                for done, index in enumerate(self.evaluated):
+                    self.evaluating = (done, total)
+                    params = self.model_of(index)
+                    if params is None:
+                        continue
+                    result = self.evaluator.evaluate(params)
+                    metrics.append(result.metric)
+                    losses.append(result.loss)
+        finally:
+            self.evaluating = None
         if not metrics:
             return
         self._last_evaluation_time = now

@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +19,24 @@ import torch
 
 from plexus import __version__
 from plexus.config import Config, algorithm_options, resolve, task_options
+from plexus.errors import ConfigError, PlexusError
 from plexus.learning.params import FlatModel
 from plexus.learning.partition import parse_partition, partition
 from plexus.learning.tasks import task_class
 from plexus.learning.trainer import Evaluator, LocalTrainer, SGDSettings
-from plexus.metrics.results import LOG_FILE, Results
+from plexus.metrics.results import (
+    CONFIG_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    ROUND_COLUMNS,
+    ROUNDS_FILE,
+    SUMMARY_FILE,
+    MetricsWriter,
+    Results,
+    prepare_folder,
+    write_csv,
+    write_json,
+)
 from plexus.protocol.fedavg import SERVER_ID
 from plexus.protocol.registry import Algorithm, algorithm
 from plexus.protocol.view import PeerInfo, View, roster_of
@@ -37,42 +54,306 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def default_out_dir(config: Config) -> Path:
+    """results/<algorithm>-<task>-n<nodes>-s<seed>-<time>, with -2, -3, ... if two runs start in one second."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("results") / f"{config.algorithm}-{config.task}-n{config.nodes}-s{config.seed}-{stamp}"
+    base = Path("results") / f"{config.algorithm}-{config.task}-n{config.nodes}-s{config.seed}-{stamp}"
+    path, count = base, 1
+    while path.exists():
+        count += 1
+        path = base.with_name(f"{base.name}-{count}")
+    return path
 
 
-def run_simulation(config: Config, progress: ProgressFn | None = None) -> Results:
-    """Run one simulated experiment end to end; returns its results (already written to disk)."""
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by a signal (SIGTERM); Ctrl-C is a plain KeyboardInterrupt. Both keep what was done."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class RunState:
+    """What a run has built so far, visible to the code that writes its results if it ends early and to
+    progress displays (read from another thread: attributes only, no locks needed for these reads)."""
+
+    def __init__(self, config: Config, out_dir: Path) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.phase = "starting"
+        self.phase_started = time.perf_counter()
+        self.wall_start = time.perf_counter()
+        self.loop_started: float | None = None
+        self.task: Any = None
+        self.loop: EventLoop | None = None
+        self.observer: Observer | None = None
+        self.world: World | None = None
+        self.trainer: LocalTrainer | None = None
+        self.evaluator: Evaluator | None = None
+        self.parameters = 0
+        self.last_row: dict[str, Any] | None = None
+        self.notes: list[str] = []  # warnings about this run (summary.json's warnings)
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.phase_started = time.perf_counter()
+        if phase == "running":
+            self.loop_started = self.phase_started
+        log.debug("phase: %s", phase)
+
+    def track(self, **objects: Any) -> None:
+        for name, value in objects.items():
+            setattr(self, name, value)
+
+
+# Loaded datasets kept while a study runs (keyed by what load() depends on), so the data a study checks before
+# its first run is not decoded again by each run. Empty outside a study: one run loads its data once anyway.
+_DATA_CACHE: dict[Any, Any] = {}
+_CACHING = [0]
+
+
+@contextmanager
+def shared_data() -> Iterator[None]:
+    """Within this block, runs (and :func:`preflight`) share loaded datasets."""
+    _CACHING[0] += 1
+    try:
+        yield
+    finally:
+        _CACHING[0] -= 1
+        if not _CACHING[0]:
+            _DATA_CACHE.clear()
+
+
+def load_data(task: Any, config: Config) -> Any:
+    """``task.load(config.data, config.seed)``, shared between the runs of a study (see :func:`shared_data`)."""
+    if not _CACHING[0]:
+        return task.load(config.data, config.seed)
+    options = task_options(config)
+    options.pop("model", None)  # the model does not shape the data
+    if task.needs_data:
+        options.pop("nodes", None)  # nor does the node count, unless the task generates one user per node
+    key = (config.task, config.data, tuple(sorted(options.items())), config.seed)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = task.load(config.data, config.seed)
+    return _DATA_CACHE[key]
+
+
+def fit_to_data(config: Config, task: Any, data: Any) -> Config:
+    """The task's preset node count capped to the natural users the data has (a warning says so).
+
+    FEMNIST's preset is the paper's 355 writers, Shakespeare's 100 roles; the data at hand often has fewer (the
+    LEAF sample of FEMNIST has 105 writers). A node count other than the preset's stays as asked, and the
+    natural partition refuses it if there are too few users. When the preset's sample size no longer fits, it
+    is capped too.
+    """
+    users = data.users
+    if (config.partition or "") != "natural" or users is None or config.nodes is None:
+        return config
+    count = len(users)
+    defaults = task.defaults
+    if config.nodes <= count or config.nodes != defaults.nodes:
+        return config
+    changes: dict[str, Any] = {"nodes": count}
+    note = f"the {config.task} preset's {config.nodes} nodes exceed the {count} users in the data: running {count} " \
+           f"nodes, one per user (set --nodes to choose fewer)"
+    sample_size = config.protocol.get("sample_size")
+    if sample_size is not None and sample_size > count and sample_size == defaults.sample_size:
+        changes["sample_size"] = count
+        note += f"; sample size capped to {count}"
+    log.warning("%s", note)
+    return resolve(config.replace(**changes))
+
+
+def preflight(config: Config) -> Config:
+    """Check a run's data, partition and traces without running it (a study does this for every run before
+    the first starts); returns the config as the run will use it (nodes fitted to the data)."""
+    from plexus.sim.traces.availability import build_availability
+
+    config = resolve(config)
+    task = task_class(config.task)(task_options(config))
+    data = load_data(task, config)
+    config = fit_to_data(config, task, data)
+    assert config.nodes is not None
+    partition(parse_partition(config.partition or "iid"), data.labels, len(data.train), config.nodes,
+              stream(config.seed, "partition"), groups=data.users)
+    build_profiles(config.nodes, config.seed, config.capacity_trace, config.latency_matrix, config.latency_values)
+    if config.availability_trace:
+        build_availability(config.availability_trace, config.nodes, config.seed)
+    return config
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) raise :class:`RunInterrupted` while a run is in progress, as Ctrl-C raises
+    KeyboardInterrupt, so a terminated run writes what it has. Only in the main thread (where handlers live)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signal.Signals(signum).name)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is None:
+            continue
+        try:
+            previous[number] = signal.signal(number, handler)
+        except (ValueError, OSError):
+            pass
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def run_simulation(
+    config: Config,
+    progress: ProgressFn | None = None,
+    *,
+    overwrite: bool = False,
+) -> Results:
+    """Run one simulated experiment end to end; returns its results (already written to disk).
+
+    The results folder (``config.out``, or a new one under ``results/``) is checked and created first: a
+    non-empty folder is refused (ConfigError) unless ``overwrite``. From then on the run keeps what it has
+    done: metrics.csv gets each row as it is produced, and if the run fails (an exception, logged to run.log
+    with the error) or is interrupted (Ctrl-C, SIGTERM), summary.json is written with ``status`` ``failed`` or
+    ``interrupted`` before the exception goes on; the exception then has ``results_dir`` set to the folder.
+
+    ``progress`` is called with each metrics row; if it also has ``attach(state)`` / ``detach()`` (as
+    :class:`plexus.commands.progress.ProgressBar` does), it is given the :class:`RunState` to follow the run
+    between evaluations.
+    """
     notes: list[str] = []
     config = resolve(config, notes)
-    out_dir = Path(config.out) if config.out else default_out_dir(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out_dir / LOG_FILE, mode="w", encoding="utf-8")
+    out_dir = prepare_folder(Path(config.out) if config.out else default_out_dir(config), overwrite=overwrite)
+    state = RunState(config, out_dir)
+    state.notes = notes
+    root = logging.getLogger("plexus")
+    try:
+        handler = logging.FileHandler(out_dir / LOG_FILE, mode="w", encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot write {out_dir / LOG_FILE}: {error.strerror or error}") from None
     handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    handler.setLevel(logging.INFO)
+    root.addHandler(handler)
+    level = root.level
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    metric = task_class(config.task).metric
+    writer = MetricsWriter(out_dir / METRICS_FILE, metric_columns(metric))
+    write_json(out_dir / SUMMARY_FILE, _base_summary(config, metric, "running"))
+    (out_dir / CONFIG_FILE).write_text(config.to_toml(), encoding="utf-8")
+
+    def on_row(row: dict[str, Any]) -> None:
+        writer.write(row)
+        state.last_row = row
+        if progress is not None:
+            progress(row)
+
+    attach = getattr(progress, "attach", None)
+    if attach is not None:
+        attach(state)
     threads = torch.get_num_threads()
-    # one training job at a time on tiny models: intra-op threads cost more than they give
+    # one training job at a time on tiny models: intra-op threads cost more than they give (evaluation, the
+    # one step that gains from them, sets its own; see Evaluator)
     torch.set_num_threads(1)
     try:
-        for note in notes:
-            log.warning("%s", note)
-        return _run(config, out_dir, progress, notes)
+        with _signals_interrupt():
+            for note in notes:
+                log.warning("%s", note)
+            return _run(config, out_dir, on_row, state)
+    except KeyboardInterrupt as interrupt:
+        how = getattr(interrupt, "signal_name", "Ctrl-C")
+        log.warning("interrupted (%s) at t=%.3fs: keeping the %d evaluations done so far", how,
+                    state.loop.now if state.loop is not None else 0.0, writer.rows)
+        _write_partial(state, "interrupted", f"interrupted by {how}")
+        interrupt.results_dir = out_dir  # type: ignore[attr-defined]
+        raise
+    except BaseException as error:
+        if isinstance(error, PlexusError):
+            log.error("error: %s", error)
+        elif isinstance(error, Exception):
+            log.error("error: %s", "".join(traceback.format_exception(error)).rstrip())
+        else:  # SystemExit and the like: record and go on
+            log.error("stopped: %r", error)
+        _write_partial(state, "failed", str(error) or type(error).__name__)
+        try:
+            error.results_dir = out_dir  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        raise
     finally:
         torch.set_num_threads(threads)
-        log.removeHandler(handler)
+        writer.close()
+        detach = getattr(progress, "detach", None)
+        if detach is not None:
+            detach()
+        root.removeHandler(handler)
+        root.setLevel(level)
         handler.close()
 
 
-def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list[str]) -> Results:
+def metric_columns(metric: str) -> list[str]:
+    return ["time_s", "round", metric, f"{metric}_std", "loss", "bytes_total", "messages_total",
+            "train_seconds_total"]
+
+
+def _base_summary(config: Config, metric: str, status: str) -> dict[str, Any]:
+    from plexus.learning.tasks import task_class as _task_class
+
+    return {
+        "status": status,
+        "algorithm": config.algorithm,
+        "task": config.task,
+        "nodes": config.nodes,
+        "seed": config.seed,
+        "metric": metric,
+        "higher_is_better": _task_class(config.task).higher_is_better,
+        "plexus_version": __version__,
+    }
+
+
+def _write_partial(state: RunState, status: str, reason: str) -> None:
+    """summary.json (and rounds.csv, config.toml) for a run that did not finish; never raises."""
+    try:
+        config = state.config
+        metric = task_class(config.task).metric
+        observer, world = state.observer, state.world
+        if observer is not None and world is not None and state.trainer is not None and state.evaluator is not None:
+            summary = summarise(config, state.task, observer, world, state.parameters, state.trainer,
+                                state.evaluator)
+            write_csv(state.out_dir / ROUNDS_FILE, observer.round_rows, ROUND_COLUMNS)
+        else:
+            summary = _base_summary(config, metric, status)
+        summary["status"] = status
+        summary["status_reason"] = reason
+        if status == "failed":
+            summary["error"] = reason
+        wall = time.perf_counter() - state.wall_start
+        summary["wall_seconds"] = wall
+        summary["phase"] = state.phase
+        write_json(state.out_dir / SUMMARY_FILE, summary)
+        (state.out_dir / CONFIG_FILE).write_text(config.to_toml(), encoding="utf-8")
+    except Exception as error:  # the original error matters more than this one
+        log.error("could not write the partial results: %s", error)
+
+
+def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunState) -> Results:
     wall_start = time.perf_counter()
+    notes = state.notes
     assert config.nodes is not None and config.batch_size is not None and config.lr is not None
     log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
              config.nodes, config.seed)
     spec = algorithm(config.algorithm)
     options = algorithm_options(config)
     task = task_class(config.task)(task_options(config))
-    data = task.load(config.data, config.seed)
+    state.set_phase("loading data")
+    data = load_data(task, config)
+    config = state.config = fit_to_data(config, task, data)
+    state.set_phase("building the model and the nodes")
     parts = partition(
         parse_partition(config.partition or "iid"),
         data.labels,
@@ -86,7 +367,10 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list
     initial = model.vector()
     sgd = SGDSettings(config.batch_size, config.lr, config.momentum or 0.0, config.weight_decay)
     trainer = LocalTrainer(task, data, parts, sgd, config.seed, model)
-    evaluator = Evaluator(task, data, model)
+    evaluator = Evaluator(task, data, model, samples=config.eval_samples, seed=config.seed)
+    if config.eval_samples is not None:
+        log.info("evaluating on %d of the %d test samples (--eval-samples)", len(evaluator.test),
+                 evaluator.test_samples)
 
     profiles = build_profiles(config.nodes, config.seed, config.capacity_trace, config.latency_matrix,
                               config.latency_values)
@@ -133,7 +417,10 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list
         server = spec.server
         world.attach(lambda runtime: server(runtime, options), observer, View(server_roster))
 
+    state.track(task=task, loop=loop, observer=observer, world=world, trainer=trainer, evaluator=evaluator,
+                parameters=model.size)
     setup_wall = time.perf_counter() - wall_start
+    state.set_phase("running")
     loop_start = time.perf_counter()
     observer.start()
     observer.watch_stalls(stall_timeout(config, spec, options, notes))
@@ -142,14 +429,16 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list
     until = config.duration if config.duration is not None else math.inf
     loop.run(until=until)
     stall = _stall(observer, loop, until)
+    if stall is not None:
+        observer.status, observer.status_reason = "stalled", stall["reason"]
     for node in world.nodes:
         node.stop()
     observer.finish()
     loop_wall = time.perf_counter() - loop_start
+    state.set_phase("writing results")
 
     wall = time.perf_counter() - wall_start
     summary = summarise(config, task, observer, world, model.size, trainer, evaluator)
-    summary["traits"] = spec.traits.as_dict()
     summary["stalled"] = stall is not None
     if stall is not None:
         summary["stalled_at"] = stall
@@ -166,9 +455,7 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list
     results = Results(out_dir, summary)
     results.metrics = observer.rows
     results.rounds = observer.round_rows
-    metric_columns = ["time_s", "round", task.metric, f"{task.metric}_std", "loss", "bytes_total",
-                      "messages_total", "train_seconds_total"]
-    results.write(config.to_toml(), metric_columns)
+    results.write(config.to_toml(), metric_columns(task.metric))
     log.info("finished: %s", {k: results.summary[k] for k in ("rounds_completed", "virtual_seconds",
                                                                "wall_seconds")})
     return results
@@ -253,6 +540,7 @@ def summarise(
     final = observer.rows[-1][metric] if observer.rows else math.nan
     best = observer.best(task.higher_is_better)
     summary: dict[str, Any] = {
+        "status": observer.status,
         "algorithm": config.algorithm,
         "task": config.task,
         "nodes": config.nodes,
@@ -274,8 +562,14 @@ def summarise(
         "wall_train_seconds": trainer.wall_seconds,
         "wall_eval_seconds": evaluator.wall_seconds,
         "counters": dict(sorted(observer.counters.items())),
+        "traits": algorithm(config.algorithm).traits.as_dict(),
         "rejections": dict(sorted(observer.rejections.items())),
         "messages_lost": dict(sorted(world.messages_lost.items())),
+        "evaluation_threads": evaluator.threads,
         "plexus_version": __version__,
     }
+    if observer.status_reason:
+        summary["status_reason"] = observer.status_reason
+    if evaluator.test_samples != len(evaluator.test):
+        summary["eval_samples"] = len(evaluator.test)
     return summary

@@ -59,6 +59,7 @@ class TaskDefaults:
     partition: str = "iid"
     rounds: int = 100
     eval_every: int = 5
+    eval_samples: int | None = None  # None: the whole test set
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class Task(ABC):
     name: str = ""
     description: str = ""
     model_name: str = ""
+    # the names --model accepts; the first is the default (tasks with one model still name it, so that a
+    # misspelt or foreign --model is refused instead of silently ignored)
+    models: tuple[str, ...] = ()
     metric: str = "accuracy"
     higher_is_better: bool = True
     defaults: TaskDefaults
@@ -106,20 +110,43 @@ class Task(ABC):
             declared = getattr(self, "parameters", None)
             return declared if isinstance(declared, int) and not isinstance(declared, bool) else None
 
+    @classmethod
+    def check_model(cls, requested: str | None) -> str | None:
+        """The model name a run records: ``requested``, or the task's default when None; unknown names are a
+        ConfigError listing the valid ones."""
+        from plexus.errors import ConfigError
+
+        if not cls.models:
+            return requested
+        if requested is None or requested == "":
+            return cls.models[0]
+        if requested not in cls.models:
+            raise ConfigError(f"unknown model {requested!r} for task {cls.name}; choose from {', '.join(cls.models)}")
+        return requested
+
     def loss_function(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         if self.metric == "rmse":
             return nn.functional.mse_loss
         return nn.functional.cross_entropy
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, dataset: TensorDataset, batch_size: int = 2048) -> Evaluation:
-        """Metric and mean loss of ``model`` on ``dataset``."""
+    def evaluate(
+        self,
+        model: nn.Module,
+        dataset: TensorDataset,
+        batch_size: int = 2048,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> Evaluation:
+        """Metric and mean loss of ``model`` on ``dataset``; ``on_batch(samples done, samples)`` reports
+        progress before each batch (long evaluations show it)."""
         model.eval()
         loss_fn = self.loss_function()
         total_loss = 0.0
         score = 0.0
         count = len(dataset)
         for start in range(0, count, batch_size):
+            if on_batch is not None:
+                on_batch(start, count)
             x = dataset.x[start : start + batch_size]
             y = dataset.y[start : start + batch_size]
             out = model(x)

@@ -39,6 +39,7 @@ def _read_digits_table() -> np.ndarray:
 
 class DigitsTask(Task):
     name = "digits"
+    models = ("mlp",)
     description = "scikit-learn digits, 8x8 grey images, 10 classes (embedded, no download)"
     model_name = "MLP 64-64-10"
     defaults = TaskDefaults(nodes=100, lr=0.1, momentum=0.0, rounds=100, eval_every=5)

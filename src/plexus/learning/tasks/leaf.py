@@ -269,6 +269,7 @@ class FemnistTask(LeafTask):
     """
 
     name = "femnist"
+    models = ("cnn",)
     leaf_name = "femnist"
     classes = 62
     description = "LEAF FEMNIST, 28x28 handwritten characters, 62 classes, one writer per user (--data DIR)"
@@ -326,6 +327,7 @@ class CelebaTask(LeafTask):
     """
 
     name = "celeba"
+    models = ("cnn",)
     leaf_name = "celeba"
     classes = 2
     description = "LEAF CelebA, 84x84 RGB faces, smiling or not, one celebrity per user (--data DIR)"
@@ -416,25 +418,55 @@ def read_play_texts(path: Path) -> list[tuple[str, str]]:
     return texts
 
 
+_SPEAKER = re.compile(r"^([A-Z][A-Za-z' ]*[A-Za-z]):$")
+
+
+def split_speakers(text: str) -> list[tuple[str, str]] | None:
+    """A play text in char-rnn's format (turns ``SPEAKER:`` then lines, separated by blank lines, as in
+    tinyshakespeare's ``input.txt``) as (speaker, their lines) in order of first appearance; None when the text
+    is not in that format (most blocks must start with a speaker line, and there must be two speakers).
+
+    The same role name in different plays is one speaker (the format does not mark plays)."""
+    blocks = [block.strip("\n") for block in re.split(r"\n\s*\n", text) if block.strip()]
+    speakers: dict[str, list[str]] = {}
+    labelled = 0
+    for block in blocks:
+        first, _, rest = block.partition("\n")
+        match = _SPEAKER.match(first.strip())
+        if match is None:
+            continue
+        labelled += 1
+        speakers.setdefault(match.group(1), []).append(rest)
+    if len(speakers) < 2 or labelled < 0.5 * len(blocks):
+        return None
+    return [(name, "\n".join(turns)) for name, turns in speakers.items()]
+
+
 class ShakespeareTask(LeafTask):
     """LEAF Shakespeare: next-character prediction, one speaking role (play, character) per user.
 
     ``--data`` is either a LEAF folder (train/ and test/ JSON: x = 80-character strings, y = the next character)
-    or LEAF's intermediate ``by_play_and_character`` folder or ``.tar.gz`` (one text file per role), from which
-    the samples are built here: every 80-character window of a role's cleaned text and the character after it;
-    the first 90% of a role's windows train and the rest test, less the 79 windows after the cut that overlap
-    the training text (the split LEAF's own shards show: contiguous, so test text comes after training text).
+    or LEAF's intermediate ``by_play_and_character`` folder or ``.tar.gz`` (one text file per role), or a play
+    text in char-rnn's format (``tinyshakespeare/input.txt``, or its folder: turns ``SPEAKER:`` then lines),
+    split into one user per speaker. From raw texts the samples are built here: every 80-character window of a
+    role's cleaned text and the character after it; the first 90% of a role's windows train and the rest test,
+    less the 79 windows after the cut that overlap the training text (the split LEAF's own shards show:
+    contiguous, so test text comes after training text).
     Roles with fewer than two windows are skipped. Characters are stored as uint8 vocabulary indices.
 
     The learning rate 0.8 (plain SGD) is LEAF's Shakespeare setting (Caldas et al. 2018, section 4).
     """
 
     name = "shakespeare"
+    models = ("lstm",)
     leaf_name = "shakespeare"
     classes = len(ALL_LETTERS)
     description = "LEAF Shakespeare, next character from 80, one role per user (--data DIR or raw .tar.gz)"
     model_name = "character LSTM, embedding 8, 2 x LSTM(256), fc 256-80 (819,920 parameters)"
-    defaults = TaskDefaults(nodes=100, lr=0.8, partition="natural")
+    # the test sets of the raw texts hold 85,000 (tinyshakespeare) to 181,000 (by_play_and_character) windows,
+    # and the LSTM costs about 4 CPU-seconds per 1,000 of them: the preset evaluates on a fixed seeded 2,000
+    # (a standard error of about 1 point of accuracy), a few seconds per evaluation
+    defaults = TaskDefaults(nodes=100, lr=0.8, partition="natural", eval_samples=2_000)
     data_hint = leaf_hint("shakespeare", "-s niid --sf 0.2 -k 0 -t sample -tf 0.8")
     train_fraction = 0.9
     exact_test_counts = False
@@ -448,7 +480,7 @@ class ShakespeareTask(LeafTask):
         if not data_path:
             return None
         path = Path(data_path).expanduser()
-        if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar", ".txt")):
             return path
         if path.is_dir() and not (path / "train").is_dir() and not (path / "data" / "train").is_dir():
             if path.name == "by_play_and_character" or any(path.glob("*.txt")):
@@ -462,7 +494,17 @@ class ShakespeareTask(LeafTask):
         return self.task_data(_cached((self.name, _signature([raw])), lambda: self.read_raw(raw)))
 
     def read_raw(self, source: Path) -> _Arrays:
-        texts = read_play_texts(source)
+        if source.is_file() and source.name.endswith(".txt"):
+            try:
+                texts = [(source.stem, source.read_text(encoding="utf-8", errors="replace"))]
+            except OSError as error:
+                raise DataError(f"{source}: cannot read ({error})") from None
+        else:
+            texts = read_play_texts(source)
+        if len(texts) == 1:
+            speakers = split_speakers(texts[0][1])
+            if speakers is not None:
+                texts = speakers
         train_x, train_y, test_x, test_y, sizes, names = [], [], [], [], [], []
         for user, text in texts:
             x, y = shakespeare_windows(clean_play_text(text))

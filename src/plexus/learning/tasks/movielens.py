@@ -30,6 +30,7 @@ from plexus.errors import DataError
 from plexus.learning.models_recsys import MatrixFactorization
 from plexus.learning.tasks.base import Task, TaskData, TaskDefaults, TensorDataset
 from plexus.rng import stream
+from plexus.textrows import require_complete, require_fields
 
 ML_LATEST_SMALL_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
 RATING_FILES = ("ratings.csv", "u.data", "ratings.dat")
@@ -59,6 +60,7 @@ def read_ratings(path: Path, hint: str) -> tuple[np.ndarray, np.ndarray, np.ndar
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error}); {hint}") from None
+    require_complete(text, path, "MovieLens ratings file")
     first = text.split("\n", 1)[0]
     skip = 1 if first.lower().startswith("userid") else 0
     if "::" in first:
@@ -67,6 +69,13 @@ def read_ratings(path: Path, hint: str) -> tuple[np.ndarray, np.ndarray, np.ndar
         delimiter = "\t"
     else:
         delimiter = ","
+    # every row has the four fields (user, item, rating, timestamp): a row cut short or missing a column would
+    # otherwise be read as a valid rating, or fail with a message that names no line
+    expected = first.count(delimiter) + 1 if skip else 4
+    for number, line in enumerate(text.splitlines(), start=1):
+        if number > skip and line.strip():
+            require_fields(path, number, line.count(delimiter) + 1, expected, "MovieLens ratings file",
+                           "user, item, rating, timestamp")
     try:
         with warnings.catch_warnings():  # an empty file is reported below, as a DataError
             warnings.simplefilter("ignore", UserWarning)
@@ -102,6 +111,7 @@ class MovieLensTask(Task):
     """Rating prediction on MovieLens; one natural user per MovieLens user."""
 
     name = "movielens"
+    models = ("mf",)
     description = "MovieLens ratings (ml-latest-small, ml-100k), matrix factorisation, RMSE (--data DIR)"
     model_name = "matrix factorisation, dimension 20 (ml-latest-small: 206,680 parameters)"
     metric = "rmse"

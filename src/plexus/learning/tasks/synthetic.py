@@ -67,6 +67,7 @@ def generate_node(
 
 class SyntheticTask(Task):
     name = "synthetic"
+    models = ("logreg",)
     description = "Synthetic(alpha, beta) of FedProx: heterogeneous logistic regression, one user per node"
     model_name = "multinomial logistic regression 60-10 (610 parameters)"
     defaults = TaskDefaults(nodes=1000, lr=0.01, partition="natural")

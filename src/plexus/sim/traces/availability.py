@@ -60,6 +60,7 @@ import numpy as np
 
 from plexus.errors import ConfigError, DataError
 from plexus.rng import stream
+from plexus.textrows import require_complete, require_fields
 
 DAY_S = 86400.0
 SYNTHETIC_PREFIX = "synthetic"
@@ -270,6 +271,7 @@ def _from_json_document(document: Any, path: Path) -> AvailabilityTrace:
 
 
 def _from_csv(text: str, path: Path) -> AvailabilityTrace:
+    require_complete(text, path, "availability trace")
     # keep each row's file line number for error messages: remember it beside the rows we keep
     kept = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
             if line.strip() and not line.lstrip().startswith("#")]
@@ -281,6 +283,8 @@ def _from_csv(text: str, path: Path) -> AvailabilityTrace:
         raise DataError(f"availability trace {path}: CSV header {header} lacks the columns device,start,end")
     table: dict[str, list[tuple[float, float]]] = {}
     for number, row in zip(line_numbers, reader, strict=False):
+        found = sum(value is not None for key, value in row.items() if key is not None) + len(row.get(None) or [])
+        require_fields(path, number, found, len(header), "availability trace", ",".join(header))
         device = (row.get("device") or "").strip()
         where = f"line {number} (device {device!r})"
         if not device:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from plexus.errors import DataError
+from plexus.textrows import require_complete, require_fields
 
 _COMPUTE_COLUMNS = ("computation", "computation_ms_per_sample")
 _COMM_COLUMNS = ("communication", "communication_kbps")
@@ -75,8 +76,8 @@ def load_capacity_trace(path: str | Path) -> CapacityTrace:
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"capacity trace {path}: device #{index} has computation={compute[index]!r} ms/sample, "
-            f"communication={comm[index]!r} kbps (need computation >= 0 and communication > 0)"
+            f"capacity trace {path}: device #{index} has computation={float(compute[index])!r} ms/sample, "
+            f"communication={float(comm[index])!r} kbps (need computation >= 0 and communication > 0)"
         )
     return CapacityTrace(compute, comm, str(path))
 
@@ -105,20 +106,31 @@ def _from_csv(raw: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"capacity trace {path} is neither a pickle nor UTF-8 CSV") from None
-    reader = csv.DictReader(io.StringIO(text))
-    fields = reader.fieldnames or []
+    require_complete(text, path, "capacity trace")
+    rows = list(csv.reader(io.StringIO(text)))
+    fields = [name.strip() for name in rows[0]] if rows else []
     compute_col = next((c for c in _COMPUTE_COLUMNS if c in fields), None)
     comm_col = next((c for c in _COMM_COLUMNS if c in fields), None)
     if compute_col is None or comm_col is None:
         raise DataError(
-            f"capacity trace {path}: CSV header {fields} lacks a computation column "
+            f"capacity trace {path}: CSV header {_brief(fields)} lacks a computation column "
             f"({' or '.join(_COMPUTE_COLUMNS)}) and a communication column ({' or '.join(_COMM_COLUMNS)})"
         )
+    compute_at, comm_at = fields.index(compute_col), fields.index(comm_col)
     compute, comm = [], []
-    for line, row in enumerate(reader, start=2):
-        compute.append(_number(row[compute_col], path, f"line {line}", compute_col))
-        comm.append(_number(row[comm_col], path, f"line {line}", comm_col))
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        require_fields(path, line, len(row), len(fields), "capacity trace", ",".join(fields))
+        compute.append(_number(row[compute_at], path, f"line {line}", compute_col))
+        comm.append(_number(row[comm_at], path, f"line {line}", comm_col))
     return np.array(compute, dtype=np.float64), np.array(comm, dtype=np.float64)
+
+
+def _brief(fields: list[str], limit: int = 6) -> str:
+    """A header for an error message: a few names, not hundreds (a latency matrix given as a capacity trace)."""
+    shown = ", ".join(repr(name) for name in fields[:limit])
+    return f"[{shown}, ... {len(fields)} fields in all]" if len(fields) > limit else f"[{shown}]"
 
 
 def _number(value: object, path: Path, where: object, field: str) -> float:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from plexus.errors import DataError
+from plexus.textrows import require_complete
 
 EARTH_RADIUS_KM = 6371.0
 FIBRE_KM_PER_S = 200_000.0
@@ -60,25 +61,33 @@ def load_latency_matrix(path: str | Path, values: str = "rtt") -> np.ndarray:
             f"latency matrix {path} does not exist; the WonderNetwork matrix is data/latencies.txt in "
             "github.com/sacs-epfl/plexus"
         )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"latency matrix {path} is not a text file (a CSV of round-trip times in ms)") from None
+    require_complete(text, path, "latency matrix")
     rows: list[list[float]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            cells = line.replace(";", ",").split(",")
-            try:
-                rows.append([float(cell) if cell.strip() else -1.0 for cell in cells])
-            except ValueError:
-                raise DataError(
-                    f"latency matrix {path}, line {number}: not a comma-separated row of numbers"
-                ) from None
+    numbers: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        cells = line.replace(";", ",").split(",")
+        try:
+            rows.append([float(cell) if cell.strip() else -1.0 for cell in cells])
+        except ValueError:
+            raise DataError(
+                f"latency matrix {path}, line {number}: not a comma-separated row of numbers"
+            ) from None
+        numbers.append(number)
     size = len(rows)
     if size == 0:
         raise DataError(f"latency matrix {path} is empty")
-    for number, row in enumerate(rows, start=1):
+    for number, row in zip(numbers, rows, strict=True):
         if len(row) != size:
-            raise DataError(f"latency matrix {path}: row {number} has {len(row)} entries, expected {size} (N x N)")
+            kind = "truncated or short" if len(row) < size else "too long"
+            raise DataError(f"latency matrix {path}, line {number}: {len(row)} entries, expected {size} (an N x N "
+                            f"matrix has {size} rows): the row is {kind}")
     matrix = np.array(rows, dtype=np.float64)
     matrix[~np.isfinite(matrix)] = -1.0
     missing = matrix < 0
