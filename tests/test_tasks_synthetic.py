@@ -87,9 +87,10 @@ def test_config_passes_the_node_count() -> None:
 
 
 def test_a_thousand_nodes_load_fast() -> None:
-    started = time.perf_counter()
+    # CPU time of this thread: wall time on a machine shared with other jobs says more about them than about us
+    started = time.thread_time()
     data = load(1000)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert data.users is not None and len(data.users) == 1000
     assert elapsed < 3.0, f"1000-node synthetic took {elapsed:.2f} s to generate (target < 2 s)"
 
