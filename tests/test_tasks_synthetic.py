@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 import plexus
@@ -87,12 +86,11 @@ def test_config_passes_the_node_count() -> None:
     assert data.users is not None and len(data.users) == 37
 
 
-@pytest.mark.slow
 def test_a_thousand_nodes_load_fast() -> None:
-    """A timing check, so in the slow suite (shared CI machines make wall-clock assertions flaky)."""
-    started = time.perf_counter()
+    # CPU time of this thread: wall time on a machine shared with other jobs says more about them than about us
+    started = time.thread_time()
     data = load(1000)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert data.users is not None and len(data.users) == 1000
     assert elapsed < 3.0, f"1000-node synthetic took {elapsed:.2f} s to generate (target < 2 s)"
 
