@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plexus.sim.engine import EventLoop
-from plexus.sim.network import Network, max_min_rates
+from plexus.sim.network import Network, _FewFlows, _ManyFlows, max_min_rates
 
 MB = 10**6
 
@@ -211,3 +211,17 @@ def test_aborting_an_endpoint_stops_every_transfer_from_or_to_it() -> None:
     assert counts == [3] and sorted(aborted) == [(1, "crashed"), (10, "crashed"), (12, "crashed")]
     # by t=1 each of the four had sent 500 bytes; the survivor (0 -> 2) is carried in full
     assert net.bytes_sent.tolist() == [500 + 4000, 500 + 500, 0]
+
+
+@pytest.mark.parametrize("table", [_FewFlows, _ManyFlows])
+def test_a_transfer_too_close_to_its_end_for_the_clock_to_move_finishes_now(table: type) -> None:
+    """Late in a run (t ~ 33,000 s) a leftover of 3e-5 bytes at 10 MB/s is due in 3e-12 s, less than half the
+    clock's resolution there: scheduling its completion would fire at the same instant forever (a hang seen at
+    round 2444 of a long digits run). It must count as finished now."""
+    now = 33296.2
+    flows = table()
+    flows.add(0, 1, 10_000.0, 3e-5, (lambda: None, None, None))
+    capacity = [1e7, 1e7, 1e7, 1e7]
+    soonest = flows.reallocate(capacity if table is _FewFlows else np.array(capacity), 2, now)
+    assert now + 3e-12 == now and soonest == 0.0
+    assert [src for src, *_ in flows.pop_finished()] == [0]

@@ -91,7 +91,7 @@ class _FewFlows:
                 del column[i]
         return finished
 
-    def reallocate(self, capacity: list[float], endpoints: int) -> float:
+    def reallocate(self, capacity: list[float], endpoints: int, now: float) -> float:
         down = [d + endpoints for d in self.dst]
         self.rate = rates = _max_min_small(self.src, down, capacity)
         load: dict[int, float] = {}
@@ -99,14 +99,16 @@ class _FewFlows:
             for resource in (self.src[i], down[i]):
                 load[resource] = load.get(resource, 0.0) + rate
         self.saturated = {r for r, used in load.items() if used >= capacity[r] * (1 - 1e-9)}
-        return self.soonest()
+        return self.soonest(now)
 
-    def soonest(self) -> float:
-        """Seconds until the first transfer ends at the current rates (transfers due now are zeroed)."""
+    def soonest(self, now: float) -> float:
+        """Seconds until the first transfer ends at the current rates. Transfers due now are zeroed: those
+        under a picosecond, and those too close for the clock to move (``now + seconds == now`` late in a run)."""
         soonest = math.inf
         for i, rate in enumerate(self.rate):
             seconds = 0.0 if rate == math.inf else self.remaining[i] / rate
-            if seconds <= 1e-12:
+            if seconds <= 1e-12 or now + seconds <= now:
+                seconds = 0.0
                 self.remaining[i] = 0.0
             soonest = min(soonest, seconds)
         return soonest
@@ -206,14 +208,15 @@ class _ManyFlows:
             self._slots = None
         return finished
 
-    def reallocate(self, capacity: np.ndarray, endpoints: int) -> float:
+    def reallocate(self, capacity: np.ndarray, endpoints: int, now: float) -> float:
         slots = self.slots()
         rates = _max_min_vectorised(self.src[slots], self.dst[slots] + endpoints, capacity)
         self.rate[slots] = rates
         seconds = self.remaining[slots] / rates  # an infinite rate gives 0 s
-        instant = seconds <= 1e-12
+        instant = (seconds <= 1e-12) | (now + seconds <= now)  # the clock could not move to their end
         if instant.any():
             self.remaining[slots[instant]] = 0.0
+            seconds[instant] = 0.0
         return float(seconds.min())
 
     def remove(self, matches: Callable[[int, int, Payload], bool]) -> list[tuple[int, float, Payload]]:
@@ -361,8 +364,8 @@ class Network:
         flows = self._flows
         if finished and isinstance(flows, _FewFlows) and flows.rates_still_fair(finished, self.endpoints):
             # nobody else's share changes: only the next completion time needs finding
-            soonest = flows.soonest()
-            if soonest > 1e-12:
+            soonest = flows.soonest(self.loop.now)
+            if soonest > 0.0:
                 if soonest != math.inf:
                     self._completion_timer = self.loop.call_later(soonest, self._on_completion_timer)
                 return
@@ -395,8 +398,8 @@ class Network:
             self.reallocations += 1
             flows = self._flows
             capacity = self._capacity_list if isinstance(flows, _FewFlows) else self._capacity
-            soonest = flows.reallocate(capacity, self.endpoints)  # type: ignore[arg-type]
-            if soonest > 1e-12:
+            soonest = flows.reallocate(capacity, self.endpoints, self.loop.now)  # type: ignore[arg-type]
+            if soonest > 0.0:
                 self._completion_timer = self.loop.call_later(soonest, self._on_completion_timer)
                 return
             # instantaneous transfers (infinite links, or rounding leftovers) finish now
