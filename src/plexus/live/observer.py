@@ -115,6 +115,7 @@ class ObserverService:
         self._evaluations: set[asyncio.Future[Any]] = set()
         self.last_progress = time.monotonic()
         self.stop_reason = ""
+        self.stop_time: float | None = None
         self.stalled_at: dict[str, Any] | None = None
         self.stop_reached = False
         self.stopping = asyncio.Event()
@@ -153,6 +154,7 @@ class ObserverService:
         if self.stopping.is_set():
             return
         self.stop_reason = reason
+        self.stop_time = self.now()
         if stalled:
             self.stalled_at = {"time_s": self.now(), "round": self.current_round(), "reason": reason}
         log.info("observer: stopping the run: %s", reason)

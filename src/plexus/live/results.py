@@ -46,7 +46,7 @@ def live_summary(
     train_seconds = 0.0
     jobs = 0
     transport_bytes = 0
-    last_time = observer.now()
+    last_time = observer.stop_time if observer.stop_time is not None else observer.now()
     nodes: list[dict[str, Any]] = []
     labels = list(observer.members.values())
     for node_id, label in observer.members.items():

@@ -651,7 +651,9 @@ class LiveRuntime(Runtime):
                 return "bad origin"
             if self.status == "waiting":
                 assert self.loop is not None
-                self.loop.call_soon(self._start_from_observer, message.origin)
+                # every node starts at the same instant, the origin, whenever the notice reached it
+                self.loop.call_later(max(0.0, message.origin - time.time()), self._start_from_observer,
+                                     message.origin)
         elif isinstance(message, StopRun):
             assert self.loop is not None
             self.loop.call_soon(self.request_stop, f"the observer stopped the run: {message.reason}"[:200])
