@@ -166,7 +166,8 @@ class Fuzzer:
         self._count(reason)
 
     async def decoding(self, payload: bytes, reason: str) -> None:
-        """A signed frame whose payload must fail decoding (a strike)."""
+        """A signed frame the runtime must refuse (it fails decoding, or is a control notice from a stranger):
+        a strike."""
         peer = await self._stranger_peer(1)
         await peer.send(payload)
         _, status, _ = await peer.ack()
@@ -235,6 +236,7 @@ class Fuzzer:
             lambda: self.decoding(encode(AggregatedModel(3, model(value=math.inf))), "non_finite_values"),
             lambda: self.decoding(encode(StopRun("x"))[:3] + b"\x03\x87" + b"\x7f\xf8" + bytes(6),
                                   "non_finite_values"),  # StartRun(origin = NaN)
+            lambda: self.decoding(encode(StopRun("the end")), "not_the_observer"),  # only the observer's counts
             # framing failures
             lambda: self.framing("forged"),
             lambda: self.framing("tampered"),
@@ -255,7 +257,6 @@ class Fuzzer:
             (lambda: encode(AggregatedModel(1, model())), "not_the_aggregator"),  # a replay of round 0's push
             (lambda: encode(AggregatedModel(int(self.rng.integers(-5, 1)), model())), "not_the_aggregator"),
             (lambda: encode(GossipModel(3, model())), "unexpected_message_type"),
-            (lambda: encode(StopRun("the end")), "not_the_observer"),
         ]
         wrong_shape = self.rounds_where(lambda r: self.aggregator(r) == me and in_sample(r, member.node_id), 1)
         protocol_cases.append(
@@ -279,4 +280,5 @@ class Fuzzer:
                 await self.protocol(identity, build(), reason)
         for peer in [*self._connections.values(), *([self._stranger] if self._stranger else [])]:
             peer.close()
+        self._connections, self._stranger = {}, None
         return dict(self.expected)

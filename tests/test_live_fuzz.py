@@ -42,7 +42,7 @@ def _free_port() -> int:
 
 def test_a_live_node_refuses_and_counts_every_hostile_message() -> None:
     async def scenario() -> None:
-        config = resolve(Config(nodes=3, sample_size=2, duration=600.0))
+        config = resolve(Config(nodes=3, duration=600.0, protocol={"sample_size": 2}))
         spec = algorithm("plexus")
         experiment = prepare(config)
         identities = [Identity.generate() for _ in range(3)]
@@ -91,7 +91,7 @@ def rss_mb(pid: int) -> float:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads resident memory from /proc")
 def test_a_node_process_survives_ten_thousand_hostile_messages_with_bounded_memory(tmp_path: Path) -> None:
-    config = resolve(Config(nodes=3, sample_size=2, duration=3600.0))
+    config = resolve(Config(nodes=3, duration=3600.0, protocol={"sample_size": 2}))
     identities = [Identity.generate() for _ in range(3)]
     ports = [_free_port() for _ in range(3)]
     peers = PeersFile("fuzz", [Peer(i.node_id, HOST, port) for i, port in zip(identities, ports, strict=True)])
@@ -129,7 +129,7 @@ def test_a_node_process_survives_ten_thousand_hostile_messages_with_bounded_memo
             raw = RawPeer(identities[1], "fuzz")
             await raw.connect(HOST, ports[0])
             await raw.send(encode(TrainedModel(10**6, 1, prepare(config).initial)))
-            assert (await raw.ack())[1] == 0  # still answering
+            assert (await raw.ack())[1] == 0  # still answering (and refused by Plexus: counted)
             raw.close()
             return counts, fuzzer.sent, memory
 
@@ -141,8 +141,8 @@ def test_a_node_process_survives_ten_thousand_hostile_messages_with_bounded_memo
             process.kill()
     summary = json.loads((state / "node-summary.json").read_text())
     assert sent >= 10_000
-    counted = {k: v for k, v in summary["rejections"].items()}
-    own = {k: counted.get(k, 0) - expected.get(k, 0) for k in counted}
-    assert all(v == 0 for v in own.values()), (counted, expected)
+    expected["not_the_aggregator"] = expected.get("not_the_aggregator", 0) + 1  # the final "still answering" one
+    assert summary["rejections"] == expected
     assert summary["counters"].get("stale_training_abandoned", 0) == 0
     assert max(memory) - memory[0] < 60, memory  # MB: bounded, whatever was announced or sent
+    print(f"{sent} hostile messages, {len(expected)} reasons, resident memory {memory[0]:.0f} -> {max(memory):.0f} MB")
