@@ -22,7 +22,8 @@ ipv8's headers, its best case; 1,200 fits an internet MTU), each an authenticate
 a congestion window (additive increase per acknowledged window, halved on loss, at most ``--window`` chunks),
 out-of-order chunks kept by the receiver, cumulative acknowledgements, the first missing chunk resent after three
 duplicate acknowledgements and the whole window after 0.3 s without progress. Without congestion control such a
-UDP sender collapses on a loaded machine (more than 10x the chunks resent in our first attempts). Keys are generated per node; no bootstrap server or walker is used (peers are given to each other).
+UDP sender collapses on a loaded machine (more than 10x the chunks resent in our first attempts). Keys are
+generated per node; no bootstrap server or walker is used (peers are given to each other).
 
 py-ipv8 is not a dependency of plexus: ``--ipv8-venv DIR`` (default ``bench/.ipv8-venv``, git-ignored) is created
 with ``python -m venv`` and ``pip install pyipv8`` when it does not exist. The versions used are printed.
@@ -503,7 +504,8 @@ def main() -> None:
         print(f"ratio tcp/ipv8: latency {ipv8['ping_median_ms'] / tcp['ping_median_ms']:.2f}x lower with tcp")
         for size in args.sizes:
             key = f"{size:g}MB"
-            print(f"ratio tcp/ipv8 at {key}: throughput {tcp[key]['throughput_mb_s'] / ipv8[key]['throughput_mb_s']:.2f}x,"
+            faster = tcp[key]["throughput_mb_s"] / ipv8[key]["throughput_mb_s"]
+            print(f"ratio tcp/ipv8 at {key}: throughput {faster:.2f}x,"
                   f" CPU per MB {ipv8[key]['cpu_s_per_mb'] / tcp[key]['cpu_s_per_mb']:.2f}x lower with tcp")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")

@@ -70,11 +70,8 @@ def live_summary(
                       "stop_reason": final.get("stop_reason"), "round": final.get("round"),
                       "resumed": final.get("resumed", False)})
     del labels
-    if spec.traits.evaluation == "nodes" and finals:
-        rounds = [int(f.get("round", 0)) for label, f in finals.items() if label.isdigit()]
-        rounds_completed = sum(rounds) // max(1, config.nodes or len(rounds)) if rounds else 0
-    else:
-        rounds_completed = observer.rounds_completed
+    # as in a simulation: the global rounds, or the mean of the rounds the nodes reported as completed
+    rounds_completed = observer.current_round()
     summary: dict[str, Any] = {
         "algorithm": config.algorithm,
         "task": config.task,

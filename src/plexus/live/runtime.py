@@ -466,7 +466,7 @@ class LiveRuntime(Runtime):
             "id": self.node_id.hex(),
             "status": self.status,
             "stop_reason": self.stop_reason,
-            "round": self.clock_round,
+            "round": self.progress_round(),
             "time_s": self.now(),
             "bytes_sent": self.bytes_sent,
             "messages_sent": self.messages_sent,
@@ -480,6 +480,14 @@ class LiveRuntime(Runtime):
             "messages_lost": dict(sorted(self.messages_lost.items())),
             "resumed": self.resumed_from is not None,
         }
+
+    def progress_round(self) -> int:
+        """The latest round this node knows of: its round clock, or its node's own ``round`` counter when that is
+        further (a Plexus participant that never aggregates sees no global model but trains in rounds)."""
+        own = getattr(self.node, "round", None)
+        if isinstance(own, int) and not isinstance(own, bool):
+            return max(self.clock_round, own)
+        return self.clock_round
 
     # --------------------------------------------------------------------------------------------- state
     def save_state(self) -> None:
@@ -496,7 +504,7 @@ class LiveRuntime(Runtime):
         extra = {name: int(getattr(node, name)) for name in ("round", "age")
                  if isinstance(getattr(node, name, None), int) and not isinstance(getattr(node, name), bool)}
         try:
-            save_state(self.state_dir, NodeState(self.node_id, self.network, self.spec.name, self.clock_round,
+            save_state(self.state_dir, NodeState(self.node_id, self.network, self.spec.name, self.progress_round(),
                                                  list(self._view.roster.peers()), self.now(), model, extra))
         except OSError as error:
             log.warning("%s: cannot save state to %s: %s", self.label, self.state_dir, error)
