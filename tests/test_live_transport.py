@@ -293,3 +293,26 @@ def test_addresses_and_frames_parse_strictly() -> None:
     assert wire.decode_hello(hello).address == "127.0.0.1:1"
     with pytest.raises(wire.FrameError, match="bad_version"):
         wire.decode_hello(hello[:5] + b"\x07" + hello[6:])
+
+
+def test_ipv6_loopback_works_like_ipv4() -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+
+    async def scenario() -> None:
+        a, b = Endpoint(), Endpoint()
+        for endpoint in (a, b):
+            endpoint.address = await endpoint.transport.start("::1", 0)
+        a.knows(b)
+        _, error = await send(a, b, b"over ::1")
+        assert error is None and b.received == [(a.identity.node_id, b"over ::1")]
+        assert b.transport.listen_address.startswith("[::1]:")
+        await a.transport.close()
+        await b.transport.close()
+
+    run(scenario)

@@ -129,7 +129,7 @@ class DeviceTrainer:
         passes = -(-needed // indices.size)
         order = np.concatenate([rng.permutation(indices.size) for _ in range(passes)])[:needed]
         # positions into the node's own rows, which were moved to the device in index order
-        self.flat.copy_(torch.from_numpy(np.ascontiguousarray(job.params)))
+        self.flat.copy_(torch.from_numpy(np.array(job.params, dtype=np.float32)))  # a writable copy
         momentum = torch.zeros_like(self.flat) if self.sgd.momentum else None
         total = 0.0
         samples = 0
