@@ -10,8 +10,11 @@ format (see :mod:`plexus.live.results`)::
     OUT/run.toml peers.toml observer.key                                    # the run's inputs
     OUT/nodes/NN/  node.key node.key.pub state.json model.npy events.csv node.log node-summary.json
 
-The nodes advertise the simulator's synthetic bandwidths for the same seed (so Plexus picks aggregators by the
-same rule as in a simulation). A :class:`Launcher` can also be driven from Python: ``kill(i)`` and ``restart(i)``
+The nodes advertise the bandwidths a simulation of the same config would give them (``capacity_trace``, or the
+synthetic default for the seed), so Plexus picks aggregators by the same rule; the simulator's latency, compute
+and availability settings are not emulated and are reported as having no effect.
+
+A :class:`Launcher` can also be driven from Python: ``kill(i)`` and ``restart(i)``
 inject faults while the run goes on (the fault tests do).
 """
 
@@ -85,6 +88,9 @@ class Launcher:
     ) -> None:
         self.notes: list[str] = []
         self.config = resolve(config, self.notes)
+        self.notes.extend(live_no_effect(self.config))
+        for note in self.notes:
+            log.warning("%s", note)
         self.spec = algorithm(self.config.algorithm)
         self.out = Path(out)
         self.host = host
@@ -111,7 +117,8 @@ class Launcher:
         (out / "nodes").mkdir(parents=True, exist_ok=True)
         participants = config.nodes + (1 if self.spec.server is not None else 0)
         ports = free_ports(self.host, participants + 1)
-        profiles = build_profiles(config.nodes, config.seed)
+        # nodes advertise the capacities a simulation of this config would give them (trace or synthetic)
+        profiles = build_profiles(config.nodes, config.seed, config.capacity_trace)
         nodes = []
         for i in range(config.nodes):
             folder = out / "nodes" / f"{i:02d}"
@@ -304,6 +311,19 @@ class Launcher:
         except OSError:
             return "(no output)"
         return lines[-1] if lines else "(no output)"
+
+
+def live_no_effect(config: Config) -> list[str]:
+    """The simulator's system settings that a live run on this machine does not emulate (reported as warnings)."""
+    defaults = Config()
+    notes = []
+    for name, why in (("latency_matrix", "live messages take the network's real latency"),
+                      ("compute_model", "live training takes the time it takes"),
+                      ("compute_factor", "live training takes the time it takes"),
+                      ("availability_trace", "live nodes are online until stopped or killed")):
+        if getattr(config, name) != getattr(defaults, name):
+            notes.append(f"{name} = {getattr(config, name)!r} has no effect on a live run: {why}")
+    return notes
 
 
 def launch(config: Config, out: str | Path, **kwargs: Any) -> Results:
