@@ -7,7 +7,8 @@ compared at equal sf); later ones are dropped and counted.
 
 **Checked senders.** The server accepts a model only from a client it selected for the current round, once per
 client, with the model's parameter count; a client accepts a global model only from the server. Refusals are
-counted by reason.
+counted by reason. In simulation the server's id is ``b"server"``; in a live run it is its public key, which the
+live runtime passes to every client as the inherited option ``server_id``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from plexus.protocol.aggregation import SampledRoundOptions, average, quorum
 from plexus.protocol.futures import Future
 from plexus.protocol.messages import Message, Params, message
 from plexus.protocol.node import Node, handles
+from plexus.protocol.options import inherited
 from plexus.protocol.registry import register
 from plexus.protocol.runtime import Runtime, TrainResult
 
@@ -28,7 +30,18 @@ SERVER_ID = b"server"
 
 @dataclass(frozen=True)
 class FedAvgOptions(SampledRoundOptions):
-    """s, sf and weighting, as Plexus's (so both are compared at equal settings)."""
+    """s, sf and weighting, as Plexus's (so both are compared at equal settings), and the server's id."""
+
+    server_id: str = inherited("the server's node id: 'server' in simulations; in a live run the runtime passes "
+                               "the server's public key (hex), which is how clients recognise it", default="server")
+
+    def check(self) -> None:
+        super().check()
+        if self.server_id != "server":
+            try:
+                bytes.fromhex(self.server_id)
+            except ValueError:
+                raise ValueError(f"server_id = {self.server_id!r}: not a hexadecimal node id") from None
 
 
 @message(kind=3)
@@ -107,7 +120,7 @@ class FedAvgClient(Node):
     def __init__(self, runtime: Runtime, options: FedAvgOptions) -> None:
         super().__init__(runtime, options)
         self.local_steps = options.local_steps
-        self.server_id = SERVER_ID
+        self.server_id = SERVER_ID if options.server_id == "server" else bytes.fromhex(options.server_id)
         self._training: Future[TrainResult] | None = None
 
     def stop(self) -> None:
