@@ -8,6 +8,14 @@ compared at equal sf); later ones are dropped and counted.
 **Checked senders.** The server accepts a model only from a client it selected for the current round, once per
 client, with the model's parameter count; a client accepts a global model only from the server. Refusals are
 counted by reason.
+
+**Under churn** (clients crash, leave, come back; the server stays up): when the global model cannot reach a
+selected client (its transmission fails), the server selects another client it has not selected this round
+(``clients_replaced``), as FL servers over-select around dropouts. With ``--aggregation-timeout SECONDS`` the round
+has a deadline counted from its start: once it has passed, the server averages as soon as it holds
+``--min-models`` models; if it holds none it starts the round again with a fresh selection
+(``rounds_restarted``). Both act only when something failed or was late, and the timeout is off by default, so a
+run without churn is unchanged. A client that comes back has lost the training it was doing.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from plexus.protocol.node import Node, handles
 from plexus.protocol.options import inherited, option
 from plexus.protocol.plexus import quorum
 from plexus.protocol.registry import register
-from plexus.protocol.runtime import Runtime, TrainResult
+from plexus.protocol.runtime import Runtime, Timer, TrainResult
 
 SERVER_ID = b"server"
 
@@ -37,11 +45,20 @@ class FedAvgOptions:
                                      above=0, maximum=1)
     weighting: str = option("uniform", "aggregation weights: uniform (the paper) or samples (local dataset sizes)",
                             choices=("uniform", "samples"))
+    aggregation_timeout: float | None = option(None, "FedAvg: seconds after a round starts after which the server "
+                                               "averages as soon as min_models are there (default: off)", above=0)
+    min_models: int = option(1, "models an aggregator needs after aggregation_timeout", minimum=1)
 
     def check(self) -> None:
         if self.sample_size > self.nodes:
             raise ValueError(f"sample_size = {self.sample_size} exceeds nodes = {self.nodes} "
                              f"(s must be <= the number of nodes)")
+        if self.min_models > self.sample_size:
+            raise ValueError(f"min_models = {self.min_models} exceeds sample_size = {self.sample_size}")
+
+    @property
+    def reacts_to_churn(self) -> bool:
+        return self.aggregation_timeout is not None
 
 
 @message(kind=3)
@@ -74,18 +91,62 @@ class FedAvgServer(Node):
         self._selected: set[bytes] = set()
         self._collected: dict[bytes, ClientUpdate] = {}
         self._clients = [node for node in runtime.view.ids() if node != runtime.node_id]
+        self.aggregation_timeout = options.aggregation_timeout
+        self.min_models = options.min_models
+        self._params: np.ndarray = runtime.initial_model()
+        self._deadline: Timer | None = None
+        self._expired = False
 
     def start(self) -> None:
         self._begin(1, self.runtime.initial_model())
 
+    def stop(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+
     def _begin(self, round: int, params: np.ndarray) -> None:
         self.round = round
+        self._params = params
         self._collected = {}
+        self._expired = False
         chosen = self.runtime.rng.choice(len(self._clients), size=self.sample_size, replace=False)
         self._selected = {self._clients[index] for index in chosen.tolist()}
         message = GlobalModel(round, params)
         for index in sorted(chosen.tolist()):
-            self.runtime.send(self._clients[index], message)
+            self._send(self._clients[index], message)
+        if self.aggregation_timeout is not None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.runtime.call_later(self.aggregation_timeout, self._timeout, round)
+
+    def _send(self, client: bytes, message: GlobalModel) -> None:
+        transmission = self.runtime.send(client, message)
+        if not transmission.done():
+            transmission.add_done_callback(lambda done: self._sent(client, message, done))
+
+    def _sent(self, client: bytes, message: GlobalModel, done: Future[None]) -> None:
+        if not done.failed() or message.round != self.round:
+            return
+        # the client is gone: select one that was not selected yet this round
+        spare = [c for c in self._clients if c not in self._selected]
+        if not spare:
+            return
+        replacement = spare[int(self.runtime.rng.integers(len(spare)))]
+        self._selected.add(replacement)
+        self.runtime.metrics.count("clients_replaced")
+        self._send(replacement, message)
+
+    def _timeout(self, round: int) -> None:
+        self._deadline = None
+        if round != self.round:
+            return
+        self._expired = True
+        self.runtime.metrics.count("aggregation_timeouts")
+        if not self._collected:
+            self.runtime.metrics.count("rounds_restarted")
+            self._begin(round, self._params)
+        elif len(self._collected) >= self.min_models:
+            self._complete()
 
     @handles(ClientUpdate)
     def on_update(self, sender: bytes, message: ClientUpdate) -> None:
@@ -106,12 +167,16 @@ class FedAvgServer(Node):
             metrics.rejected("wrong_parameter_count", sender)
             return
         self._collected[sender] = message
-        if len(self._collected) == self.quorum:
-            models = list(self._collected.values())
-            weights = [m.samples for m in models] if self.weighted else None
-            global_model = average([m.params for m in models], weights)
-            self.runtime.metrics.global_model(self.round, global_model)
-            self._begin(self.round + 1, global_model)
+        if len(self._collected) >= (min(self.quorum, self.min_models) if self._expired else self.quorum):
+            self._complete()
+
+    def _complete(self) -> None:
+        models = list(self._collected.values())
+        weights = [m.samples for m in models] if self.weighted else None
+        global_model = average([m.params for m in models], weights)
+        self.runtime.metrics.global_model(self.round, global_model)
+        self.runtime.metrics.aggregated(self.round, self.runtime.node_id, len(models), sorted(self._selected))
+        self._begin(self.round + 1, global_model)
 
 
 @register("fedavg", description="FedAvg with a server (McMahan et al., 2017)", options=FedAvgOptions,
@@ -126,6 +191,9 @@ class FedAvgClient(Node):
     def stop(self) -> None:
         if self._training is not None:
             self._training.cancel()
+
+    def rejoin(self) -> None:
+        self._training = None  # the training it was doing died with it; the server replaces late clients
 
     @handles(GlobalModel)
     def on_global(self, sender: bytes, message: GlobalModel) -> None:
