@@ -2,7 +2,9 @@
 
 A run writes ``config.toml`` (resolved), ``metrics.csv`` (one row per evaluation, virtual-time quantities
 only, so two runs of the same config compare byte for byte), ``rounds.csv`` (round durations),
-``summary.json`` (totals, plus wall-clock figures) and ``run.log``.
+``events.csv`` (churn: who crashed, left, joined, and the recoveries the protocol made), ``samples.csv`` (per
+aggregation: the models averaged and the sample size actually reached), ``summary.json`` (totals, plus
+wall-clock figures) and ``run.log``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ ROUNDS_FILE = "rounds.csv"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.toml"
 LOG_FILE = "run.log"
+EVENTS_FILE = "events.csv"
+SAMPLES_FILE = "samples.csv"
 ROUND_COLUMNS = ["round", "node", "end_time_s", "duration_s"]
+EVENT_COLUMNS = ["time_s", "node", "event"]
+SAMPLE_COLUMNS = ["round", "time_s", "aggregator", "models", "sampled", "participants"]
 
 
 def format_value(value: Any) -> str:
@@ -61,6 +67,8 @@ class Results:
     summary: dict[str, Any]
     metrics: list[dict[str, Any]] = field(default_factory=list)
     rounds: list[tuple[Any, ...]] = field(default_factory=list)  # rows (round, node, end_time_s, duration_s)
+    events: list[tuple[Any, ...]] = field(default_factory=list)  # rows (time_s, node, event)
+    samples: list[tuple[Any, ...]] = field(default_factory=list)  # rows as SAMPLE_COLUMNS
 
     @property
     def metric(self) -> str:
@@ -75,6 +83,8 @@ class Results:
         (self.directory / CONFIG_FILE).write_text(config_toml, encoding="utf-8")
         write_csv(self.directory / METRICS_FILE, self.metrics, metric_columns)
         write_csv(self.directory / ROUNDS_FILE, self.rounds, ROUND_COLUMNS)
+        write_csv(self.directory / EVENTS_FILE, self.events, EVENT_COLUMNS)
+        write_csv(self.directory / SAMPLES_FILE, self.samples, SAMPLE_COLUMNS)
         text = json.dumps(_json_safe(self.summary), indent=2, sort_keys=False)
         (self.directory / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
 
@@ -91,13 +101,24 @@ class Results:
         except json.JSONDecodeError as error:
             raise DataError(f"{summary_path} is not valid JSON: {error}") from None
         metrics = _read_csv(metrics_path)
-        rounds_path = directory / ROUNDS_FILE
-        rounds = [tuple(row.get(column) for column in ROUND_COLUMNS) for row in _read_csv(rounds_path)] \
-            if rounds_path.is_file() else []
-        return cls(directory, summary, metrics, rounds)
+        rounds = _rows(directory / ROUNDS_FILE, ROUND_COLUMNS)
+        events = _rows(directory / EVENTS_FILE, EVENT_COLUMNS, text={"node", "event"})
+        samples = _rows(directory / SAMPLES_FILE, SAMPLE_COLUMNS, text={"aggregator", "participants"})
+        return cls(directory, summary, metrics, rounds, events, samples)
 
 
-def _read_csv(path: Path) -> list[dict[str, Any]]:
+def _rows(path: Path, columns: list[str], text: frozenset[str] | set[str] = frozenset()) -> list[tuple[Any, ...]]:
+    """A CSV written by :meth:`Results.write` as tuples in column order ([] when the file is absent: folders
+    written before it existed); ``text`` columns stay strings (node ids such as ``"7"`` are names, not numbers)."""
+    if not path.is_file():
+        return []
+    out = []
+    for row in _read_csv(path, keep_text=text):
+        out.append(tuple(row.get(column) for column in columns))
+    return out
+
+
+def _read_csv(path: Path, keep_text: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
     rows = []
     with path.open(newline="", encoding="utf-8") as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
@@ -105,7 +126,7 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
             for key, value in row.items():
                 if key is None:
                     raise DataError(f"{path}, line {line}: more fields than the header has")
-                parsed[key] = _parse(value)
+                parsed[key] = (value or "") if key in keep_text else _parse(value)
             rows.append(parsed)
     return rows
 
