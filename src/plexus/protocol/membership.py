@@ -15,7 +15,8 @@ upload bandwidth and a node that learns of a newcomer from a view must rank it l
 - *Active view*: the joined nodes seen active within the last ``inactivity_threshold`` rounds of this node's round
   estimate, plus the node itself, minus the nodes this node *suspects*: a node that did not answer this node's
   pings is left out until something newer is known about it (it is heard from, or a view or announcement brings a
-  later activity round or a higher index). :attr:`Runtime.view` is kept equal to the active view, so sampling
+  later activity round or a higher index). :attr:`Runtime.view` is set to the active view each time the node
+  derives something from it (:meth:`Membership.active`, :meth:`Membership.order`), so sampling
   (:meth:`~plexus.protocol.view.View.sample`) and everything cached on the view follow it.
 - *Round estimate*: the highest round this node has evidence of (its own work, any round a message names, the
   highest activity round in its view).
@@ -30,8 +31,9 @@ nothing back within ``ping_timeout`` announces again to other nodes.
 
 **Pings** (:meth:`MembershipNode.find_available`): candidates are taken in order; the first ``count + 3`` are
 pinged at once, each ping is repeated every ``PING_INTERVAL`` (1 s) until a pong arrives or ``ping_timeout`` (5 s)
-has passed; when a ping is answered or given up, the next candidate is pinged, until the first ``count`` candidates
-that answered are known (every candidate before them answered or was skipped) or the candidates run out. The node
+has passed; a candidate that does not answer is skipped and the next one pinged (``count + 3`` candidates are kept
+answered or pending), until the first ``count`` candidates that answered are known (every candidate before them
+answered or was skipped) or the candidates run out. The node
 itself counts as available without a ping. The result is in candidate order and does not depend on which pong
 came first, so nodes with the same view and the same live peers agree on it. Pings and pongs carry the
 sender's round estimate and membership index: receiving one refreshes the sender's activity (and rejoins it if
@@ -282,7 +284,8 @@ class ViewReply(Message):
 
 # ------------------------------------------------------------------------------------------------ the view
 class Membership:
-    """One node's membership view (see the module docstring). ``runtime.view`` is kept equal to its active part."""
+    """One node's membership view (see the module docstring); ``runtime.view`` is its active part, refreshed when
+    read through :meth:`active` or :meth:`order`."""
 
     def __init__(self, runtime: Runtime, inactivity_threshold: int) -> None:
         self.runtime = runtime
@@ -518,6 +521,7 @@ class _Search:
         self.alive: list[bool | None] = [None] * len(self.candidates)
         self.next = 0
         self.outstanding = 0
+        self.found = 0
         self.future: Future[list[bytes]] = Future()
 
     def start(self) -> None:
@@ -525,12 +529,15 @@ class _Search:
 
     def _fill(self) -> None:
         me = self.node.runtime.node_id
-        while not self.future.done() and self.outstanding < self.window and self.next < len(self.candidates):
+        # keep `window` candidates that answered or may still answer
+        while not self.future.done() and self.found + self.outstanding < self.window \
+                and self.next < len(self.candidates):
             position = self.next
             self.next += 1
             candidate = self.candidates[position]
             if candidate == me:
                 self.alive[position] = True  # a node knows it is alive
+                self.found += 1
                 if self._decide():
                     return
                 continue
@@ -541,6 +548,7 @@ class _Search:
     def _answered(self, position: int, pong: Pong | None) -> None:
         self.outstanding -= 1
         self.alive[position] = pong is not None
+        self.found += pong is not None
         if not self.future.done():
             self._fill()
 

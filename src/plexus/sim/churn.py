@@ -26,6 +26,11 @@
   0.1 n join), and any parameter can be changed: ``modest-crash:count=40,every=30``. A ``[churn]`` table in the
   config file describes any other script (see :func:`parse_churn`); ``--churn FILE.toml`` reads one from a file.
 
+``crash_aggregator_every = N`` (a ``[churn]`` key, or ``--churn crash-aggregator:every=N``) targets the protocol
+instead of the clock: the node that completes the aggregation of every N-th round (reports a global model of a
+round that is a multiple of N) crashes at that instant, before its result leaves it; the report is discarded. It
+measures what losing an aggregator costs (MoDeST and Plexus both stop there with one aggregator).
+
 Which nodes a batch takes is drawn from the seeded stream ``(seed, "churn")`` among the nodes it can apply to
 (online nodes for crash and leave; offline ones for join, those that never ran first), unless the step lists
 ``nodes``. A script and a trace may be combined: every event applies when it makes sense (a crash of an offline
@@ -50,7 +55,7 @@ from plexus.errors import ConfigError
 from plexus.protocol.futures import Future
 from plexus.protocol.messages import Message
 from plexus.protocol.node import Node
-from plexus.protocol.runtime import Timer, TrainResult, Transmission
+from plexus.protocol.runtime import MetricsSink, Timer, TrainResult, Transmission
 from plexus.protocol.view import Roster, View
 from plexus.rng import stream
 from plexus.sim.runtime import SimRuntime
@@ -59,9 +64,9 @@ from plexus.sim.traces.availability import AvailabilityTrace
 EVENTS = ("crash", "leave", "join")
 OFFLINE_MODES = ("leave", "crash")
 REJOIN_MODES = ("keep", "lose")
-SCENARIOS = ("modest-crash", "modest-join")
+SCENARIOS = ("modest-crash", "modest-join", "crash-aggregator")
 _STEP_KEYS = {"event", "at", "every", "batch", "count", "nodes"}
-_TABLE_KEYS = {"scenario", "offline", "rejoin", "initially_offline", "events"}
+_TABLE_KEYS = {"scenario", "offline", "rejoin", "initially_offline", "events", "crash_aggregator_every"}
 
 
 # ------------------------------------------------------------------------------------------------ the spec
@@ -100,11 +105,8 @@ class ChurnPlan:
     initially_offline: int | tuple[int, ...] = 0
     offline: str = "leave"
     rejoin: str = "keep"
+    crash_aggregator_every: int = 0
     table: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def scripted(self) -> bool:
-        return bool(self.steps) or bool(self.initially_offline)
 
     def describe(self) -> str:
         parts = [self.scenario or "custom"]
@@ -116,6 +118,8 @@ class ChurnPlan:
             count = self.initially_offline if isinstance(self.initially_offline, int) else len(
                 self.initially_offline)
             parts.append(f"{count} offline at start")
+        if self.crash_aggregator_every:
+            parts.append(f"the aggregator of every {self.crash_aggregator_every}th round crashes")
         parts.append(f"departures of a trace: {self.offline}; state on return: {self.rejoin}")
         return ", ".join(parts)
 
@@ -130,6 +134,8 @@ def scenario_table(name: str, nodes: int) -> dict[str, Any]:
         count = max(1, round(0.1 * nodes))
         return {"initially_offline": count,
                 "events": [{"event": "join", "at": 60.0, "every": 60.0, "batch": 1, "count": count}]}
+    if name == "crash-aggregator":
+        return {"crash_aggregator_every": 10, "events": []}
     raise ConfigError(f"churn scenario {name!r} does not exist; choose {' or '.join(SCENARIOS)}, or describe one in "
                       f"a [churn] table")
 
@@ -184,7 +190,8 @@ def parse_churn(table: Mapping[str, Any] | None, nodes: int, source: str = "[chu
     departures happen), ``rejoin`` (``keep`` or ``lose``: state on return), ``initially_offline`` (a count, drawn
     seeded, or a list of node indices: nodes that start offline), and ``events``, a list of steps, each with
     ``event`` (``crash``, ``leave``, ``join``), ``at`` (seconds), ``every`` (seconds between batches), ``batch``
-    (nodes per batch, default 1), ``count`` (nodes in all, default ``batch``) or ``nodes`` (a list of indices).
+    (nodes per batch, default 1, or all the listed ``nodes``), ``count`` (nodes in all, default ``batch``) or
+    ``nodes`` (a list of indices).
     """
     if table is None:
         return None
@@ -201,7 +208,16 @@ def parse_churn(table: Mapping[str, Any] | None, nodes: int, source: str = "[chu
         base = scenario_table(scenario, nodes)
         steps = [dict(step) for step in base["events"]]
         overrides = {k: table[k] for k in ("at", "every", "batch", "count") if k in table}
-        steps[0].update(overrides)
+        if scenario == "crash-aggregator":
+            if set(overrides) - {"every"}:
+                raise ConfigError(f"{source}: crash-aggregator takes every (rounds), not "
+                                  f"{sorted(set(overrides) - {'every'})[0]}")
+            if "every" in overrides and "crash_aggregator_every" not in table:
+                table = {**table, "crash_aggregator_every": overrides.pop("every")}
+            else:
+                overrides.pop("every", None)
+        elif steps:
+            steps[0].update(overrides)
         if "initially_offline" not in table:
             initially = base.get("initially_offline", 0)
         if scenario == "modest-join" and "count" in overrides and "initially_offline" not in table:
@@ -221,6 +237,11 @@ def parse_churn(table: Mapping[str, Any] | None, nodes: int, source: str = "[chu
     rejoin = table.get("rejoin", "keep")
     if rejoin not in REJOIN_MODES:
         raise ConfigError(f"{source}: rejoin = {rejoin!r}: must be keep or lose")
+    every_round = table.get("crash_aggregator_every", base["crash_aggregator_every"] if scenario == "crash-aggregator"
+                            else 0)
+    if isinstance(every_round, bool) or not isinstance(every_round, (int, float)) or every_round != int(every_round) \
+            or every_round < 0:
+        raise ConfigError(f"{source}: crash_aggregator_every = {every_round!r}: a whole number of rounds (0: off)")
     if isinstance(initially, bool) or not isinstance(initially, (int, list)):
         raise ConfigError(f"{source}: initially_offline = {initially!r}: a number of nodes or a list of indices")
     if isinstance(initially, int):
@@ -233,7 +254,7 @@ def parse_churn(table: Mapping[str, Any] | None, nodes: int, source: str = "[chu
         if len(set(offline_at_start)) >= nodes:
             raise ConfigError(f"{source}: initially_offline lists every node (someone must be there at the start)")
     normalised = {key: value for key, value in table.items()}
-    return ChurnPlan(scenario, parsed, offline_at_start, offline, rejoin, normalised)
+    return ChurnPlan(scenario, parsed, offline_at_start, offline, rejoin, int(every_round), normalised)
 
 
 def _indices(values: Any, nodes: int, where: str) -> list[int]:
@@ -272,10 +293,10 @@ def _step(raw: Mapping[str, Any], nodes: int, where: str) -> Step:
 
     at = number("at", None, 0.0)
     every = number("every", 0.0, 0.0)
-    batch = count("batch", 1)
-    total = count("count", batch)
     listed = raw.get("nodes")
     chosen = tuple(_indices(listed, nodes, f"{where}: nodes")) if listed is not None else None
+    batch = count("batch", len(chosen) if chosen else 1)  # listed nodes go together unless batched
+    total = count("count", batch)
     if chosen is None and total > nodes:
         raise ConfigError(f"{where}: count = {total} exceeds nodes = {nodes}")
     if every == 0 and (len(chosen) if chosen is not None else total) > batch:
@@ -310,6 +331,14 @@ class ChurnRuntime(SimRuntime):
         self.incarnation = 0
         self._jobs_running: dict[int, Future[TrainResult]] = {}
         self._job_keys = 0
+        self._reports = _Reports(self, self._metrics)
+        # called with (index, round) before a global model is reported; True discards the report (the reporter
+        # crashed on the spot)
+        self.before_global_model: Callable[[int, int], bool] | None = None
+
+    @property
+    def metrics(self) -> MetricsSink:
+        return self._reports
 
     def kill(self) -> None:
         """The node goes down: drop its training jobs (freeing its compute) and orphan everything else."""
@@ -376,6 +405,44 @@ class ChurnRuntime(SimRuntime):
         return outer
 
 
+class _Reports(MetricsSink):
+    """A node's metrics as seen through churn: a node that is down reports nothing (the code left of a callback
+    that crashed it still runs to its end, as the rest of a killed process's last instruction would not)."""
+
+    def __init__(self, runtime: ChurnRuntime, sink: MetricsSink) -> None:
+        self.runtime = runtime
+        self.sink = sink
+
+    def global_model(self, round: int, params: np.ndarray) -> None:
+        runtime = self.runtime
+        if not runtime.alive:
+            return
+        hook = runtime.before_global_model
+        if hook is not None and hook(runtime.index, round):
+            return
+        self.sink.global_model(round, params)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        if self.runtime.alive:
+            self.sink.count(name, amount)
+
+    def rejected(self, reason: str, sender: bytes) -> None:
+        if self.runtime.alive:
+            self.sink.rejected(reason, sender)
+
+    def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
+        if self.runtime.alive:
+            self.sink.round_duration(round, seconds, node)
+
+    def aggregated(self, round: int, node: bytes, models: int, participants: Sequence[bytes]) -> None:
+        if self.runtime.alive:
+            self.sink.aggregated(round, node, models, participants)
+
+    def event(self, node: bytes, name: str) -> None:
+        if self.runtime.alive:
+            self.sink.event(node, name)
+
+
 # ------------------------------------------------------------------------------------------------ the driver
 class Churn:
     """Applies a :class:`ChurnPlan` and/or an availability trace to a world (see the module docstring)."""
@@ -404,6 +471,7 @@ class Churn:
         self.counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.online_count = 0
+        self._aggregators_crashed: set[int] = set()
 
     # --------------------------------------------------------------------- start
     def initially_online(self) -> list[bool]:
@@ -433,6 +501,9 @@ class Churn:
             else:
                 self.ran[index] = True
         self.online_count = sum(1 for i in range(self.nodes) if world.online[i])
+        if self.plan.crash_aggregator_every:
+            for runtime in world.runtimes[: self.nodes]:
+                runtime.before_global_model = self._aggregator_done
         loop = world.loop
         for step in self.plan.steps:
             listed = list(step.nodes) if step.nodes is not None else None
@@ -490,6 +561,15 @@ class Churn:
             return []
         picked = self.rng.choice(len(candidates), size=min(take, len(candidates)), replace=False)
         return [candidates[i] for i in sorted(picked.tolist())]
+
+    def _aggregator_done(self, index: int, round: int) -> bool:
+        every = self.plan.crash_aggregator_every
+        if round % every or round in self._aggregators_crashed:
+            return False
+        self._aggregators_crashed.add(round)
+        self.crash(index)
+        self.record(self.world.loop.now, index, f"aggregator-crash-round-{round}")
+        return True
 
     # --------------------------------------------------------------------- events
     def crash(self, index: int) -> None:
