@@ -470,7 +470,7 @@ class Churn:
         self.ran = [False] * self.nodes  # whether the node ever started
         self.counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
-        self.online_count = 0
+        self.online_count = self.online_at_start = 0
         self._aggregators_crashed: set[int] = set()
 
     # --------------------------------------------------------------------- start
@@ -500,7 +500,7 @@ class Churn:
                 world.runtimes[index].kill()
             else:
                 self.ran[index] = True
-        self.online_count = sum(1 for i in range(self.nodes) if world.online[i])
+        self.online_count = self.online_at_start = sum(1 for i in range(self.nodes) if world.online[i])
         if self.plan.crash_aggregator_every:
             for runtime in world.runtimes[: self.nodes]:
                 runtime.before_global_model = self._aggregator_done
@@ -627,7 +627,7 @@ class Churn:
 
     def summary(self) -> dict[str, Any]:
         return {"events": dict(sorted(self.counts.items())), "skipped": dict(sorted(self.skipped.items())),
-                "online_at_end": self.online_count}
+                "online_at_start": self.online_at_start, "online_at_end": self.online_count}
 
 
 def bootstrap_roster(peers: Sequence[Any], online: Sequence[bool]) -> Roster:
