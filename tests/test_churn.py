@@ -16,6 +16,7 @@ import plexus
 from plexus.cli import main
 from plexus.config import Config, load_toml, resolve
 from plexus.errors import ConfigError
+from plexus.metrics.churn import churn_report, online_series
 from plexus.metrics.results import Results
 from plexus.protocol.futures import Future
 from plexus.protocol.messages import Message
@@ -252,6 +253,11 @@ def test_modest_join_samples_the_joined_nodes_and_events_csv_says_when_they_came
     assert [event for _, _, event in loaded.events] == ["join"] * 3
     assert all(isinstance(node, str) for _, node, _ in loaded.events)
     assert loaded.samples and loaded.samples[0][0] == 1 and loaded.samples[0][4] == 5  # round 1, 5 sampled
+    report = churn_report(loaded)
+    assert report["joined_nodes_sampled"] == "3 of 3" and report["online_min"] == 21 and report["online_at_end"] == 24
+    assert online_series(loaded)[:2] == [(0.0, 21), (60.0, 22)]
+    written = plexus.compare([results.directory]).write(tmp_path / "compared")
+    assert "churn.png" in [path.name for path in written]
 
 
 def test_a_churn_run_is_byte_identical_for_a_seed(tmp_path: Path) -> None:

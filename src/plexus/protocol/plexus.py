@@ -221,6 +221,10 @@ class PlexusNode(Node):
             future.cancel()
         self._training.clear()
 
+    def join(self) -> None:
+        # a late node has nothing to start: round 1 is long gone; it trains when an aggregate reaches it
+        pass
+
     def rejoin(self) -> None:
         # static Plexus keeps no work across an absence: the training it was doing is gone with it
         self._training.clear()
