@@ -77,8 +77,9 @@ class Config:
     )
     # [churn]: a scenario name (modest-crash, modest-join, optionally :key=value,...), a TOML file holding a
     # [churn] table, or the table itself; resolve() turns it into the table (see plexus.sim.churn)
-    churn: Any = _f(CHURN, None, "nodes that crash, leave and join: modest-crash or modest-join (MoDeST's "
-                    "experiments; :key=value,... changes them), or a TOML file with a [churn] table")
+    churn: Any = _f(CHURN, None, "nodes that crash, leave and join: modest-crash, modest-join (MoDeST's "
+                    "experiments) or crash-aggregator (every 10th round's aggregator crashes); :key=value,... "
+                    "changes them; or a TOML file with a [churn] table")
     # [protocol]: the algorithm's options
     protocol: dict[str, Any] = field(default_factory=dict, metadata={"section": PROTOCOL, "help": ""})
 

@@ -45,8 +45,10 @@ class FedAvgOptions:
                                      above=0, maximum=1)
     weighting: str = option("uniform", "aggregation weights: uniform (the paper) or samples (local dataset sizes)",
                             choices=("uniform", "samples"))
-    aggregation_timeout: float | None = option(None, "FedAvg: seconds after a round starts after which the server "
-                                               "averages as soon as min_models are there (default: off)", above=0)
+    aggregation_timeout: float | None = option(None, "seconds after which an aggregator averages as soon as "
+                                               "min_models are there (counted from a round's start for FedAvg, "
+                                               "from its first model for Plexus; default: off, 60 with "
+                                               "membership = modest)", above=0)
     min_models: int = option(1, "models an aggregator needs after aggregation_timeout", minimum=1)
 
     def check(self) -> None:

@@ -35,7 +35,7 @@ protocol. ``modest`` adds MoDeST's machinery; see :mod:`plexus.protocol.modest`.
 ``recovery_timeout``) are reported as having no effect under ``static``. ``aggregation_timeout`` and
 ``min_models`` work in both: once ``aggregation_timeout`` seconds have passed since a round's first model, the
 aggregator averages as soon as it holds ``min_models`` models (off by default with ``static``, so runs are
-unchanged; MODEST_AGGREGATION_TIMEOUT with ``modest``).
+unchanged; 60 s with ``modest``).
 """
 
 from __future__ import annotations
@@ -78,9 +78,10 @@ class PlexusOptions:
                                  "is skipped (membership = modest)", above=0, finite=True)
     announce_fanout: int | None = option(None, "nodes a JOIN or LEAVE announcement is sent to (membership = modest; "
                                          "default: sample_size)", minimum=1)
-    aggregation_timeout: float | None = option(None, "seconds after a round's first model after which the "
-                                               "aggregator averages as soon as min_models are there (default: "
-                                               "off with static membership, 120 with modest)", above=0)
+    aggregation_timeout: float | None = option(None, "seconds after which an aggregator averages as soon as "
+                                               "min_models are there (counted from a round's start for FedAvg, "
+                                               "from its first model for Plexus; default: off, 60 with "
+                                               "membership = modest)", above=0)
     min_models: int = option(1, "models an aggregator needs after aggregation_timeout", minimum=1)
     recovery_timeout: float | None = option(None, "seconds a node that handed a model on waits for a sign of the "
                                             "next round before checking its receivers are alive (membership = "
@@ -136,7 +137,7 @@ class PlexusOptions:
         return notes
 
 
-MODEST_AGGREGATION_TIMEOUT = 120.0
+MODEST_AGGREGATION_TIMEOUT = 60.0
 MODEST_RECOVERY_TIMEOUT = 30.0
 
 
