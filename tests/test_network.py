@@ -211,3 +211,19 @@ def test_aborting_an_endpoint_stops_every_transfer_from_or_to_it() -> None:
     assert counts == [3] and sorted(aborted) == [(1, "crashed"), (10, "crashed"), (12, "crashed")]
     # by t=1 each of the four had sent 500 bytes; the survivor (0 -> 2) is carried in full
     assert net.bytes_sent.tolist() == [500 + 4000, 500 + 500, 0]
+
+
+@pytest.mark.parametrize("table", ["few", "many"])
+def test_a_transfer_due_sooner_than_the_clock_can_tell_finishes_now(table: str) -> None:
+    # at t = 57,000 s one step of the float clock is about 7e-12 s: a leftover of 2.5e-6 bytes at 1 MB/s (2.5e-12 s)
+    # would be scheduled at a time equal to now, and the completion timer would fire forever without the clock
+    # moving (found in a 24-hour run)
+    from plexus.sim.network import _FewFlows, _ManyFlows
+
+    flows = _FewFlows() if table == "few" else _ManyFlows()
+    flows.add(0, 1, 2500.0, 2.5e-6, (lambda: None, None, None))
+    capacity = [1e6, math.inf, math.inf, 1e6]
+    capacity_arg = capacity if table == "few" else np.array(capacity)
+    assert flows.reallocate(capacity_arg, 2, now=0.0) == pytest.approx(2.5e-12)  # early on: a real, tiny wait
+    assert flows.reallocate(capacity_arg, 2, now=57000.0) == 0.0
+    assert [size for _, _, size, _ in flows.pop_finished()] == [2500.0]

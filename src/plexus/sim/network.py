@@ -91,7 +91,7 @@ class _FewFlows:
                 del column[i]
         return finished
 
-    def reallocate(self, capacity: list[float], endpoints: int) -> float:
+    def reallocate(self, capacity: list[float], endpoints: int, now: float = 0.0) -> float:
         down = [d + endpoints for d in self.dst]
         self.rate = rates = _max_min_small(self.src, down, capacity)
         load: dict[int, float] = {}
@@ -99,15 +99,18 @@ class _FewFlows:
             for resource in (self.src[i], down[i]):
                 load[resource] = load.get(resource, 0.0) + rate
         self.saturated = {r for r, used in load.items() if used >= capacity[r] * (1 - 1e-9)}
-        return self.soonest()
+        return self.soonest(now)
 
-    def soonest(self) -> float:
-        """Seconds until the first transfer ends at the current rates (transfers due now are zeroed)."""
+    def soonest(self, now: float = 0.0) -> float:
+        """Seconds until the first transfer ends at the current rates (transfers due now are zeroed, and so are
+        those due so soon that the clock, at ``now``, cannot tell the time apart: waiting for them would never
+        advance it)."""
         soonest = math.inf
         for i, rate in enumerate(self.rate):
             seconds = 0.0 if rate == math.inf else self.remaining[i] / rate
-            if seconds <= 1e-12:
+            if seconds <= 1e-12 or now + seconds <= now:
                 self.remaining[i] = 0.0
+                seconds = 0.0
             soonest = min(soonest, seconds)
         return soonest
 
@@ -206,14 +209,15 @@ class _ManyFlows:
             self._slots = None
         return finished
 
-    def reallocate(self, capacity: np.ndarray, endpoints: int) -> float:
+    def reallocate(self, capacity: np.ndarray, endpoints: int, now: float = 0.0) -> float:
         slots = self.slots()
         rates = _max_min_vectorised(self.src[slots], self.dst[slots] + endpoints, capacity)
         self.rate[slots] = rates
         seconds = self.remaining[slots] / rates  # an infinite rate gives 0 s
-        instant = seconds <= 1e-12
+        instant = (seconds <= 1e-12) | (now + seconds <= now)  # see _FewFlows.soonest
         if instant.any():
             self.remaining[slots[instant]] = 0.0
+            seconds = np.where(instant, 0.0, seconds)
         return float(seconds.min())
 
     def remove(self, matches: Callable[[int, int, Payload], bool]) -> list[tuple[int, float, Payload]]:
@@ -361,7 +365,7 @@ class Network:
         flows = self._flows
         if finished and isinstance(flows, _FewFlows) and flows.rates_still_fair(finished, self.endpoints):
             # nobody else's share changes: only the next completion time needs finding
-            soonest = flows.soonest()
+            soonest = flows.soonest(self.loop.now)
             if soonest > 1e-12:
                 if soonest != math.inf:
                     self._completion_timer = self.loop.call_later(soonest, self._on_completion_timer)
@@ -395,7 +399,7 @@ class Network:
             self.reallocations += 1
             flows = self._flows
             capacity = self._capacity_list if isinstance(flows, _FewFlows) else self._capacity
-            soonest = flows.reallocate(capacity, self.endpoints)  # type: ignore[arg-type]
+            soonest = flows.reallocate(capacity, self.endpoints, self.loop.now)  # type: ignore[arg-type]
             if soonest > 1e-12:
                 self._completion_timer = self.loop.call_later(soonest, self._on_completion_timer)
                 return
