@@ -95,7 +95,7 @@ def test_resolve_fills_presets_and_the_algorithms_defaults() -> None:
     config = resolved(algorithm="plexus")
     assert config.protocol == {"sample_size": 13, "success_fraction": 0.8, "aggregator_sample": "next",
                                "weighting": "uniform", "membership": "static", "aggregators": 1,
-                               "inactivity_threshold": 50, "ping_timeout": 5.0, "announce_fanout": None,
+                               "inactivity_threshold": 1000, "ping_timeout": 5.0, "announce_fanout": None,
                                "aggregation_timeout": None, "min_models": 1, "recovery_timeout": None}
     assert config.stall_timeout == 3600.0 and config.compute_model == "per-sample" and config.plugin is None
     assert config.churn is None

@@ -201,7 +201,11 @@ def plot_churn(comparison: Comparison, path: str | Path) -> Path | None:
         for position, (_, since, times) in enumerate(joined):
             join_ax.plot([since], [position], "^", color="black", markersize=7)
             join_ax.plot(times, [position] * len(times), "o", color=colors[id(join_run)], markersize=3)
-        join_ax.set_yticks(range(len(joined)), [f"node {node}" for node, _, _ in joined])
+        if len(joined) <= 20:
+            join_ax.set_yticks(range(len(joined)), [f"node {node}" for node, _, _ in joined])
+        else:
+            join_ax.set_ylabel(f"the {len(joined)} nodes that joined, in order of joining")
+            join_ax.set_yticks([])
         join_ax.invert_yaxis()
         join_ax.set_xlabel("Virtual time (s)")
         join_ax.grid(True, axis="x", alpha=0.3)

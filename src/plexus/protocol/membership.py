@@ -52,7 +52,10 @@ trail. Any problem raises :class:`MalformedView`.
 JOINs flushed after a model send, LEAVE applied at once, JOIN sent to all known and LEAVE to active peers, the merge
 rule as in the authors' later ``ClientManager.merge_population_views`` (``decentralized-learning-simulator``: the
 devos50 copy also overwrites the round with the index, which looks like a slip), the inactivity threshold on the
-round estimate, ping retries every second with a 5 s timeout, and failed pings replaced by the next candidate.
+round estimate (default 1000 rounds, as MoDeST's simulations set it; its code's own default, 50, is a few minutes
+when rounds take seconds, after which live nodes that were not sampled lately drop out of every view and samples
+shrink: on the FLASH trace the median sample reached fell from 8 to 3), ping retries every second with a 5 s
+timeout, and failed pings replaced by the next candidate.
 
 **Where we differ, and why.** A node remembers who failed its pings (MoDeST forgets, and asks a crashed node again
 at every sample until the inactivity threshold drops it, 5 s each time: with 80 of 100 nodes dead a round then takes

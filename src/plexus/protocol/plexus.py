@@ -72,8 +72,8 @@ class PlexusOptions:
                              choices=("static", "modest"))
     aggregators: int = option(1, "a: aggregators per round, the first a available members of the next sample "
                               "(membership = modest)", minimum=1)
-    inactivity_threshold: int = option(50, "rounds a node may stay silent before it leaves the active view "
-                                       "(membership = modest)", minimum=1)
+    inactivity_threshold: int = option(1000, "rounds a node may stay silent before it leaves the active view "
+                                       "(membership = modest; MoDeST's simulations use 1000)", minimum=1)
     ping_timeout: float = option(5.0, "seconds a candidate has to answer pings (repeated every second) before it "
                                  "is skipped (membership = modest)", above=0, finite=True)
     announce_fanout: int | None = option(None, "nodes a JOIN or LEAVE announcement is sent to (membership = modest; "
