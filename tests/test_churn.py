@@ -229,6 +229,9 @@ def test_a_dead_aggregator_is_recovered_from_with_one_aggregator(tmp_path: Path)
     events = [row["event"] for row in rows(results.directory / "events.csv")]
     assert events.count("crash") == 3 and "aggregator-crash-round-4" in events
     assert any(event.startswith("recovery-model-round-") for event in events)
+    report = churn_report(Results.load(results.directory))
+    # a recovered round waits for the recovery timeout (30 s) and the pings that find the aggregator gone
+    assert report["recovered_rounds"] >= 2 and 30.0 < report["extra_s_per_recovered_round"] < 60.0
 
 
 def test_with_two_aggregators_one_crashing_costs_no_recovery(tmp_path: Path) -> None:
