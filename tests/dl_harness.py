@@ -8,7 +8,7 @@ uses none of its network, compute or learning code, so a test isolates the proto
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,8 @@ class RecordingSink(MetricsSink):
         self.rejections: Counter[str] = Counter()
         self.globals: list[tuple[int, np.ndarray]] = []
         self.rounds: list[tuple[int, bytes | None, float, float]] = []  # (round, node, end time, duration)
+        self.aggregations: list[tuple[int, bytes, int, list[bytes]]] = []  # (round, node, models, participants)
+        self.events: list[tuple[float, bytes, str]] = []
 
     def global_model(self, round: int, params: np.ndarray) -> None:
         self.globals.append((round, params))
@@ -40,6 +42,12 @@ class RecordingSink(MetricsSink):
 
     def round_duration(self, round: int, seconds: float, node: bytes | None = None) -> None:
         self.rounds.append((round, node, self.loop.now, seconds))
+
+    def aggregated(self, round: int, node: bytes, models: int, participants: Sequence[bytes]) -> None:
+        self.aggregations.append((round, node, models, list(participants)))
+
+    def event(self, node: bytes, name: str) -> None:
+        self.events.append((self.loop.now, node, name))
 
 
 class FakeRuntime(Runtime):

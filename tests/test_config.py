@@ -94,11 +94,15 @@ def test_impossible_options_are_refused_naming_the_option(values: dict[str, obje
 def test_resolve_fills_presets_and_the_algorithms_defaults() -> None:
     config = resolved(algorithm="plexus")
     assert config.protocol == {"sample_size": 13, "success_fraction": 0.8, "aggregator_sample": "next",
-                               "weighting": "uniform"}
+                               "weighting": "uniform", "membership": "static", "aggregators": 1,
+                               "inactivity_threshold": 1000, "ping_timeout": 5.0, "announce_fanout": None,
+                               "aggregation_timeout": None, "min_models": 1, "recovery_timeout": None}
     assert config.stall_timeout == 3600.0 and config.compute_model == "per-sample" and config.plugin is None
-    assert resolved(algorithm="dpsgd").protocol == {"topology": "regular:10", "mixing": "uniform"}
+    assert config.churn is None
+    assert resolved(algorithm="dpsgd").protocol == {"topology": "regular:10", "mixing": "uniform",
+                                                    "wait_timeout": None}
     assert resolved(algorithm="gossip").protocol == {"round_timeout": 60.0}
-    assert resolved(algorithm="el-local").protocol == {"sample_size": 13, "fanout": None}
+    assert resolved(algorithm="el-local").protocol == {"sample_size": 13, "fanout": None, "wait_timeout": None}
 
 
 def test_algorithm_options_builds_the_options_instance() -> None:
@@ -129,7 +133,7 @@ def test_build_checks_every_field_and_the_inherited_ones() -> None:
 def test_options_the_algorithm_does_not_use_are_dropped_with_a_note() -> None:
     notes: list[str] = []
     config = resolved(notes, algorithm="dpsgd", sample_size=4, fanout=3, topology="ring")
-    assert config.protocol == {"topology": "ring", "mixing": "uniform"}
+    assert config.protocol == {"topology": "ring", "mixing": "uniform", "wait_timeout": None}
     assert "option sample_size = 4 has no effect on dpsgd (it applies to el-local, el-oracle, fedavg, plexus)" in notes
     assert "option fanout = 3 has no effect on dpsgd (it applies to el-local, el-oracle)" in notes
     assert len(notes) == 2

@@ -1,9 +1,9 @@
 """Faults in launched live runs (one process per node on loopback): kill -9 of the current aggregator, a participant
 killed and restarted from its saved state, and 40% of the nodes killed over a run.
 
-Plexus on main has no recovery when an aggregator or too many sampled nodes are gone: that is MoDeST's churn
-machinery (issue 10: views, pings, aggregator recovery). The tests that need it are written and expected to fail
-until it is merged (``xfail(strict=False)``); the lead enables them afterwards.
+Plexus survives a dead aggregator or a sample that lost too many members only with MoDeST's churn machinery
+(``membership = "modest"``: views, pings, aggregator recovery); the tests that kill such nodes select it, as a
+user running on real devices would.
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ def plexus_config(**changes: Any) -> Config:
     return Config(**values, protocol=protocol)
 
 
-@pytest.mark.xfail(strict=False, reason="needs issue 10's aggregator recovery (MoDeST): on main a dead aggregator "
-                   "stalls its round")
 def test_training_continues_after_kill_9_of_the_current_aggregator(tmp_path: Path) -> None:
     killed: dict[str, Any] = {}
 
@@ -67,7 +65,7 @@ def test_training_continues_after_kill_9_of_the_current_aggregator(tmp_path: Pat
         killed.update(label=victim, round=round)
         await wait_for(lambda: observer.rounds_completed >= round + 5, 60, "five rounds after the kill")
 
-    launcher = Launcher(plexus_config(rounds=20), tmp_path / "run", timeout=300)
+    launcher = Launcher(plexus_config(rounds=20, protocol={"membership": "modest"}), tmp_path / "run", timeout=300)
     results = asyncio.run(launcher.run(script))
     assert killed and results.summary["rounds_completed"] >= killed["round"] + 5
     assert not results.summary["stalled"]
@@ -147,9 +145,7 @@ def test_gossip_training_continues_when_forty_percent_of_the_nodes_are_killed(tm
     assert all(node["status"] == "stopped" for node in survivors)
 
 
-@pytest.mark.xfail(strict=False, reason="needs issue 10's churn handling (MoDeST views and pings): on main a sample "
-                   "that lost more than s x (1 - sf) members never reaches its quorum")
 def test_plexus_training_continues_when_forty_percent_of_the_nodes_are_killed(tmp_path: Path) -> None:
-    results, last_kill = kill_forty_percent(plexus_config(rounds=80), tmp_path)
+    results, last_kill = kill_forty_percent(plexus_config(rounds=80, protocol={"membership": "modest"}), tmp_path)
     assert not results.summary["stalled"]
     assert results.summary["rounds_completed"] == 80

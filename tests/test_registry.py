@@ -14,6 +14,8 @@ from plexus.protocol.decentralized import NeighbourModel
 from plexus.protocol.epidemic import NotSending
 from plexus.protocol.fedavg import ClientUpdate, GlobalModel
 from plexus.protocol.gossip import GossipModel, GossipOptions
+from plexus.protocol.membership import Announce, Ping, Pong, ViewReply
+from plexus.protocol.modest import ModestAggregate, ModestTrainedModel
 from plexus.protocol.node import Node
 from plexus.protocol.options import option
 from plexus.protocol.plexus import AggregatedModel, PlexusNode, PlexusOptions, TrainedModel
@@ -40,7 +42,9 @@ def test_builtin_traits(name: str) -> None:
 
 
 def test_builtin_message_types() -> None:
-    assert set(algorithm("plexus").message_types()) == {TrainedModel, AggregatedModel}
+    # static Plexus's two messages, then those of its MoDeST variant (membership = modest)
+    assert set(algorithm("plexus").message_types()) == {TrainedModel, AggregatedModel, ModestTrainedModel,
+                                                         ModestAggregate, Ping, Pong, Announce, ViewReply}
     assert set(algorithm("fedavg").message_types()) == {GlobalModel, ClientUpdate}
     assert algorithm("dpsgd").message_types() == [NeighbourModel]
     assert algorithm("el-oracle").message_types() == [NeighbourModel]

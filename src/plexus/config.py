@@ -24,6 +24,7 @@ from plexus.errors import ConfigError
 
 SECTIONS = ("run", "task", "protocol", "system")
 PROTOCOL = "protocol"  # the section of the chosen algorithm's options (declared by the algorithm itself)
+CHURN = "churn"  # a table of its own in TOML: [churn] (see plexus.sim.churn)
 COMPUTE_MODELS = ("per-sample", "per-step")
 
 
@@ -83,6 +84,11 @@ class Config:
     availability_trace: str | None = _f(
         "system", None, "per-node online intervals: a CSV, JSON or FLASH file, or synthetic[:diurnal[:share=0.25,...]]"
     )
+    # [churn]: a scenario name (modest-crash, modest-join, optionally :key=value,...), a TOML file holding a
+    # [churn] table, or the table itself; resolve() turns it into the table (see plexus.sim.churn)
+    churn: Any = _f(CHURN, None, "nodes that crash, leave and join: modest-crash, modest-join (MoDeST's "
+                    "experiments) or crash-aggregator (every 10th round's aggregator crashes); :key=value,... "
+                    "changes them; or a TOML file with a [churn] table")
     # [protocol]: the algorithm's options
     protocol: dict[str, Any] = field(default_factory=dict, metadata={"section": PROTOCOL, "help": ""})
 
@@ -118,12 +124,14 @@ class Config:
     def to_toml(self) -> str:
         grouped: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
         for f in fields(self):
-            if f.name == PROTOCOL:
+            if f.name in (PROTOCOL, CHURN):
                 continue
             value = getattr(self, f.name)
             if value is not None and f.metadata.get("recorded", True):
                 grouped[f.metadata["section"]][f.name] = value
         grouped[PROTOCOL] = {k: v for k, v in self.protocol.items() if v is not None}
+        if self.churn is not None:
+            grouped[CHURN] = dict(self.churn) if isinstance(self.churn, dict) else {"scenario": str(self.churn)}
         return tomli_w.dumps({k: v for k, v in grouped.items() if v})
 
 
@@ -219,6 +227,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
                 take(inner, inner_value, f"[{key}] ")
         elif isinstance(value, dict) and key == "runs":
             values["runs"] = value
+        elif isinstance(value, dict) and key == CHURN:
+            values[CHURN] = value
         else:
             take(key, value, "")
     return values
@@ -283,6 +293,7 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
     resolved = dataclasses.replace(config, **filled)
     _validate(resolved)
     parse_partition(resolved.partition or "")
+    resolved = dataclasses.replace(resolved, churn=_resolve_churn(resolved))
     own = {option.name for option in spec.option_specs()}
     table = all_option_specs()
     for name in sorted(set(resolved.protocol) - own):
@@ -295,12 +306,50 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
     experiment = {name: getattr(resolved, name) for name in resolved.field_names()}
     presets = {name: getattr(defaults, name) for name in own if hasattr(defaults, name)}
     given = {k: v for k, v in resolved.protocol.items() if k in own}
+    if isinstance(resolved.churn, dict):
+        from plexus.sim.churn import scenario_options
+
+        # a named scenario (MoDeST's experiments) selects what reacting to it needs, unless set otherwise
+        for name, value in scenario_options(resolved.churn).items():
+            if name in own and given.get(name) is None:
+                given[name] = value
     options = build(spec.options, given, experiment, presets, source=f"algorithm {spec.name}")
     resolved = dataclasses.replace(resolved, protocol=as_dict(options))
     if notes is not None:
         notes.extend(config_warnings(resolved))
         notes.extend(_no_effect(resolved, spec))
+        ineffective = getattr(options, "ineffective", None)
+        if callable(ineffective):
+            notes.extend(ineffective())
+        if (resolved.churn is not None or resolved.availability_trace) and not getattr(options, "reacts_to_churn",
+                                                                                        False):
+            notes.append(_cannot_react(spec, own))
     return resolved
+
+
+def _resolve_churn(c: Config) -> dict[str, Any] | None:
+    """The churn setting as its checked ``[churn]`` table (None without churn)."""
+    if c.churn is None:
+        return None
+    from plexus.sim.churn import churn_table, parse_churn
+
+    table = churn_table(c.churn, "churn")
+    if table is not None:
+        assert c.nodes is not None
+        parse_churn(table, c.nodes, "[churn]")
+    return table
+
+
+def _cannot_react(spec: Any, own: set[str]) -> str:
+    if "membership" in own:
+        how = "with membership = static a node that is gone stops it for good (use --membership modest)"
+    elif "wait_timeout" in own:
+        how = "its nodes wait forever for a neighbour that is gone (set --wait-timeout)"
+    elif "aggregation_timeout" in own:
+        how = "its server waits forever for clients that are gone (set --aggregation-timeout)"
+    else:
+        how = "it does not say that it reacts to churn (its options have no reacts_to_churn)"
+    return f"churn is simulated but {spec.name} cannot react to it: {how}"
 
 
 def _no_effect(c: Config, spec: Any) -> list[str]:

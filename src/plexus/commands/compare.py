@@ -58,6 +58,11 @@ def report(comparison: Comparison, out: Path, figures: bool = True, stream: Text
     stream = stream or sys.stdout
     written = comparison.write(out, figures=figures)
     stream.write(comparison.to_text())
+    from plexus.metrics.churn import report_lines
+
+    for line in report_lines([(row.label, run.results) for run, row in zip(comparison.runs, comparison.rows,
+                                                                           strict=True)]):
+        stream.write(f"churn: {line}\n")
     stream.write(f"wrote {', '.join(path.name for path in written)} to {out}\n")
     return written
 

@@ -142,7 +142,9 @@ def _read_config(directory: Path) -> dict[str, Any]:
         raise DataError(f"{path} is not valid TOML: {error}") from None
     flat: dict[str, Any] = {}
     for key, value in document.items():
-        if isinstance(value, dict):
+        if key == "churn" and isinstance(value, dict):
+            flat["churn"] = value.get("scenario") or "custom"  # one label entry, not every key of the table
+        elif isinstance(value, dict):
             flat.update(value)
         else:
             flat[key] = value

@@ -5,6 +5,8 @@
   standard deviation where a run evaluates several node models (decentralized learning); the target dashed.
 - ``round-durations.png``: the distribution of round durations per run (the paper's Figure 5), as a CDF and
   as box plots, since a protocol's speed comes from short *and* predictable rounds.
+- ``churn.png`` (when a run had churn; :mod:`plexus.metrics.churn`): the metric over time with crashes, leaves and
+  joins marked and the nodes online, the sample size each round reached, and when joined nodes were sampled.
 """
 
 from __future__ import annotations
@@ -204,4 +206,9 @@ def write_figures(comparison: Comparison, out_dir: str | Path) -> list[Path]:
     durations = plot_round_durations(comparison, out / DURATIONS_FILE)
     if durations is not None:
         written.append(durations)
+    from plexus.metrics.churn import CHURN_FILE, plot_churn
+
+    churn = plot_churn(comparison, out / CHURN_FILE)  # runs with churn only
+    if churn is not None:
+        written.append(churn)
     return written

@@ -2,7 +2,9 @@
 
 A run writes ``config.toml`` (resolved), ``metrics.csv`` (one row per evaluation, virtual-time quantities
 only, so two runs of the same config compare byte for byte), ``rounds.csv`` (round durations),
-``summary.json`` (totals, plus wall-clock figures, and the run's ``status``) and ``run.log``.
+``events.csv`` (churn: who crashed, left, joined, and the recoveries the protocol made), ``samples.csv`` (per
+aggregation: the models averaged and the sample size actually reached), ``summary.json`` (totals, plus
+wall-clock figures, and the run's ``status``) and ``run.log``.
 
 A results folder is never overwritten by accident: :func:`prepare_folder` checks a path and creates the folder
 before a run does any work, refusing a non-empty folder unless asked to replace it. ``metrics.csv`` is written
@@ -29,12 +31,17 @@ ROUNDS_FILE = "rounds.csv"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.toml"
 LOG_FILE = "run.log"
+EVENTS_FILE = "events.csv"
+SAMPLES_FILE = "samples.csv"
 ROUND_COLUMNS = ["round", "node", "end_time_s", "duration_s"]
 STUDY_FILE = "study.json"
 STATUSES = ("completed", "interrupted", "failed", "stalled", "running")
 # what plexus writes into a results, study or comparison folder: --overwrite only ever deletes folders like these
-_OWN_FILES = frozenset({METRICS_FILE, ROUNDS_FILE, SUMMARY_FILE, CONFIG_FILE, LOG_FILE, STUDY_FILE,
+_OWN_FILES = frozenset({METRICS_FILE, ROUNDS_FILE, SUMMARY_FILE, CONFIG_FILE, LOG_FILE, STUDY_FILE, EVENTS_FILE,
+                        SAMPLES_FILE, "churn.png",
                         "comparison.csv", "comparison.md", "convergence.png", "round-durations.png"})
+EVENT_COLUMNS = ["time_s", "node", "event"]
+SAMPLE_COLUMNS = ["round", "time_s", "aggregator", "models", "sampled", "participants"]
 
 
 def format_value(value: Any) -> str:
@@ -103,6 +110,8 @@ class Results:
     summary: dict[str, Any]
     metrics: list[dict[str, Any]] = field(default_factory=list)
     rounds: list[tuple[Any, ...]] = field(default_factory=list)  # rows (round, node, end_time_s, duration_s)
+    events: list[tuple[Any, ...]] = field(default_factory=list)  # rows (time_s, node, event)
+    samples: list[tuple[Any, ...]] = field(default_factory=list)  # rows as SAMPLE_COLUMNS
 
     @property
     def metric(self) -> str:
@@ -117,6 +126,8 @@ class Results:
         (self.directory / CONFIG_FILE).write_text(config_toml, encoding="utf-8")
         write_csv(self.directory / METRICS_FILE, self.metrics, metric_columns)
         write_csv(self.directory / ROUNDS_FILE, self.rounds, ROUND_COLUMNS)
+        write_csv(self.directory / EVENTS_FILE, self.events, EVENT_COLUMNS)
+        write_csv(self.directory / SAMPLES_FILE, self.samples, SAMPLE_COLUMNS)
         write_json(self.directory / SUMMARY_FILE, self.summary)
 
     @property
@@ -137,13 +148,24 @@ class Results:
         except json.JSONDecodeError as error:
             raise DataError(f"{summary_path} is not valid JSON: {error}") from None
         metrics = _read_csv(metrics_path)
-        rounds_path = directory / ROUNDS_FILE
-        rounds = [tuple(row.get(column) for column in ROUND_COLUMNS) for row in _read_csv(rounds_path)] \
-            if rounds_path.is_file() else []
-        return cls(directory, summary, metrics, rounds)
+        rounds = _rows(directory / ROUNDS_FILE, ROUND_COLUMNS)
+        events = _rows(directory / EVENTS_FILE, EVENT_COLUMNS, text={"node", "event"})
+        samples = _rows(directory / SAMPLES_FILE, SAMPLE_COLUMNS, text={"aggregator", "participants"})
+        return cls(directory, summary, metrics, rounds, events, samples)
 
 
-def _read_csv(path: Path) -> list[dict[str, Any]]:
+def _rows(path: Path, columns: list[str], text: frozenset[str] | set[str] = frozenset()) -> list[tuple[Any, ...]]:
+    """A CSV written by :meth:`Results.write` as tuples in column order ([] when the file is absent: folders
+    written before it existed); ``text`` columns stay strings (node ids such as ``"7"`` are names, not numbers)."""
+    if not path.is_file():
+        return []
+    out = []
+    for row in _read_csv(path, keep_text=text):
+        out.append(tuple(row.get(column) for column in columns))
+    return out
+
+
+def _read_csv(path: Path, keep_text: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
     rows = []
     with path.open(newline="", encoding="utf-8") as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
@@ -151,7 +173,7 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
             for key, value in row.items():
                 if key is None:
                     raise DataError(f"{path}, line {line}: more fields than the header has")
-                parsed[key] = _parse(value)
+                parsed[key] = (value or "") if key in keep_text else _parse(value)
             rows.append(parsed)
     return rows
 

@@ -29,11 +29,18 @@ class SampledRoundOptions:
                                      above=0, maximum=1)
     weighting: str = option("uniform", "aggregation weights: uniform (the paper) or samples (local dataset sizes)",
                             choices=("uniform", "samples"))
+    aggregation_timeout: float | None = option(None, "seconds after which an aggregator averages as soon as "
+                                               "min_models are there (counted from a round's start for FedAvg, "
+                                               "from its first model for Plexus; default: off, 60 with "
+                                               "membership = modest)", above=0)
+    min_models: int = option(1, "models an aggregator needs after aggregation_timeout", minimum=1)
 
     def check(self) -> None:
         if self.sample_size > self.nodes:
             raise ValueError(f"sample_size = {self.sample_size} exceeds nodes = {self.nodes} "
                              f"(s must be <= the number of nodes)")
+        if self.min_models > self.sample_size:
+            raise ValueError(f"min_models = {self.min_models} exceeds sample_size = {self.sample_size}")
 
 
 def average(models: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:

@@ -8,13 +8,26 @@ Every node runs the same loop, round r = 1, 2, ...:
    early are buffered, never mixed in);
 4. average them with its own trained model and start round r+1 from the result.
 
-There is no timeout: one slow node delays its neighbours, which delay theirs, exactly as in synchronous D-PSGD
-(decentralizepy's ``DPSGDNode`` and the authors' simulator's D-PSGD client also wait for every neighbour);
-that cost is what the comparison measures. Mixing weights (``--mixing``): ``uniform`` gives each of the
-deg(i) + 1 models weight 1 / (deg(i) + 1); ``metropolis-hastings`` gives neighbour j the weight
-1 / (1 + max(deg(i), deg(j))) and the node itself the rest (equal to uniform on regular graphs). Degrees are
-in-degrees of the round's graph. Every node derives the topology itself from the sorted ids of its view and the
-experiment seed (:mod:`plexus.protocol.topologies`).
+By default there is no timeout: one slow node delays its neighbours, which delay theirs, exactly as in synchronous
+D-PSGD (decentralizepy's ``DPSGDNode`` and the authors' simulator's D-PSGD client also wait for every neighbour);
+that cost is what the comparison measures.
+
+**Under churn** (``--wait-timeout SECONDS``) a neighbour that crashed or left would make that wait endless. With
+the option set, a node that has trained and sent waits at most that long for its in-neighbours, then averages its
+own model with the models that arrived (``wait_timeouts``; the models that did not come are counted in
+``missing_models``) and starts the next round. If by then it holds models of later rounds (it was away, or
+slower than its neighbours), it moves on to the latest of them (``rounds_skipped``), so a node that comes back
+catches up instead of working through rounds everyone else has finished. Nothing changes while every neighbour
+answers in time. Precedent: the Plexus authors' D-PSGD baseline runs globally clocked rounds that cut unfinished
+transfers when the clock ticks and average whatever arrived (``sacs-epfl/plexus``, ``dlsim/dl``); decentralizepy
+waits forever. We keep D-PSGD's own pace (no global clock) and add the timeout only for nodes that can no longer
+hear from everyone. A node that comes back with its state (:meth:`Node.rejoin`) trains its current round again;
+one that lost it starts from the initial model at round 1 and catches up as above.
+
+Mixing weights (``--mixing``): ``uniform`` gives each of the deg(i) + 1 models weight 1 / (deg(i) + 1);
+``metropolis-hastings`` gives neighbour j the weight 1 / (1 + max(deg(i), deg(j))) and the node itself the rest
+(equal to uniform on regular graphs). Degrees are in-degrees of the round's graph. Every node derives the topology
+itself from the sorted ids of its view and the experiment seed (:mod:`plexus.protocol.topologies`).
 
 **Checked senders.** A model is accepted only from an in-neighbour of its round, once per round, for the current
 round or a later one, with the model's parameter count; refusals are counted by reason.
@@ -41,7 +54,7 @@ from plexus.protocol.futures import Future
 from plexus.protocol.node import handles
 from plexus.protocol.options import inherited, option
 from plexus.protocol.registry import register
-from plexus.protocol.runtime import Runtime, TrainResult
+from plexus.protocol.runtime import Runtime, Timer, TrainResult
 from plexus.protocol.topologies import Topology, build_topology, parse_topology
 
 
@@ -53,10 +66,17 @@ class DPSGDOptions:
     topology: str = option("regular:10", "D-PSGD topology: ring, regular:K, full or one-peer-exp")
     mixing: str = option("uniform", "mixing weights: uniform or metropolis-hastings",
                          choices=("uniform", "metropolis-hastings"))
+    wait_timeout: float | None = option(None, "seconds a node waits for its neighbours' models before it averages "
+                                        "those that arrived (default: wait for all; set it under churn)",
+                                        above=0, finite=True)
 
     def check(self) -> None:
         # raises ConfigError naming the value when the graph cannot exist (cached for the run)
         build_topology(parse_topology(self.topology), self.nodes, self.seed)
+
+    @property
+    def reacts_to_churn(self) -> bool:
+        return self.wait_timeout is not None
 
 
 class SynchronousNeighbourNode(DecentralizedNode):
@@ -74,6 +94,8 @@ class SynchronousNeighbourNode(DecentralizedNode):
         self._trained: np.ndarray | None = None  # this round's trained model, once training finished
         self._round_started = 0.0
         self._inbox: dict[int, dict[int, np.ndarray]] = {}  # round -> sender position -> model
+        self.wait_timeout: float | None = getattr(options, "wait_timeout", None)
+        self._wait: Timer | None = None
 
     # ------------------------------------------------------------------ to override
     def topology(self, round: int) -> Topology:
@@ -86,6 +108,17 @@ class SynchronousNeighbourNode(DecentralizedNode):
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self._begin(1, self.model)
+
+    def rejoin(self) -> None:
+        # back with its model and round: the training and the wait it had started died with it
+        self._stopped = False
+        self._wait = None
+        self._begin(max(self.round, 1), self.model)
+
+    def stop(self) -> None:
+        if self._wait is not None:
+            self._wait.cancel()
+        super().stop()
 
     @handles(NeighbourModel)
     def on_neighbour_model(self, sender: bytes, message: NeighbourModel) -> None:
@@ -118,6 +151,9 @@ class SynchronousNeighbourNode(DecentralizedNode):
     def _begin(self, round: int, params: np.ndarray) -> None:
         self.round = round
         self._trained = None
+        if self._wait is not None:
+            self._wait.cancel()
+            self._wait = None
         self._round_started = self.runtime.now()
         future = self.runtime.train(params, self.local_steps)
         self._training = future
@@ -135,6 +171,8 @@ class SynchronousNeighbourNode(DecentralizedNode):
             for position in outgoing:
                 self.runtime.send(self.ids[position], message)
         self._try_average()
+        if self.round == round and self._trained is not None and self.wait_timeout is not None:
+            self._wait = self.runtime.call_later(self.wait_timeout, self._waited, round)
 
     def _try_average(self) -> None:
         """Average once this round's own model and every in-neighbour's model are here; then next round."""
@@ -152,6 +190,42 @@ class SynchronousNeighbourNode(DecentralizedNode):
         self.model = average(models, weights) if len(models) > 1 else self._trained
         self.runtime.metrics.round_duration(round, self.runtime.now() - self._round_started, self.runtime.node_id)
         self._begin(round + 1, self.model)
+
+    def _waited(self, round: int) -> None:
+        """``wait_timeout`` passed in ``round``: average what arrived, then go on (catching up if behind)."""
+        self._wait = None
+        if self._stopped or round != self.round or self._trained is None:
+            return
+        metrics = self.runtime.metrics
+        expected = self.topology(round).in_neighbours(self.me, round)
+        received = self._inbox.pop(round, {})
+        senders = [p for p in expected if p in received]
+        metrics.count("wait_timeouts")
+        metrics.count("missing_models", len(expected) - len(senders))
+        models = [self._trained, *(received[p] for p in senders)]
+        weights = renormalised(self.mixing_weights(round, senders))
+        self.model = average(models, weights) if len(models) > 1 else self._trained
+        metrics.round_duration(round, self.runtime.now() - self._round_started, self.runtime.node_id)
+        self._begin(catch_up(self._inbox, round, metrics), self.model)
+
+
+def renormalised(weights: list[float] | None) -> list[float] | None:
+    """Mixing weights over the models that arrived, scaled to sum to one (None stays None: a plain average)."""
+    if weights is None:
+        return None
+    total = sum(weights)
+    return [w / total for w in weights] if total > 0 else None
+
+
+def catch_up(inbox: dict[int, Any], round: int, metrics: Any) -> int:
+    """The round to start after a wait timed out in ``round``: the next one, or the latest round some neighbour's
+    model already arrived for (older rounds in the inbox are dropped, skipped rounds counted)."""
+    following = max([r for r, bucket in inbox.items() if r > round and bucket], default=round + 1)
+    for old in [r for r in inbox if r < following]:
+        del inbox[old]
+    if following > round + 1:
+        metrics.count("rounds_skipped", following - round - 1)
+    return following
 
 
 @register("dpsgd", description="D-PSGD: synchronous neighbour averaging on --topology (Lian et al., 2017)",

@@ -24,6 +24,11 @@ average it uniformly with the models received for the round (1 / (k + 1) each, a
 
 Both report ``metrics.round_duration(r, seconds, node)`` at the end of each of their rounds.
 
+**Under churn** both wait forever for a node that is gone (an in-neighbour, or, for EL-Local, any node). With
+``--wait-timeout SECONDS``, a node that has trained and sent waits at most that long, then averages with the models
+that arrived and moves on, catching up to the latest round it already holds messages for; see
+:mod:`plexus.protocol.dpsgd`, which does the same. Off by default: a run without churn is unchanged.
+
 **Checked senders.** EL-Oracle accepts models only from in-neighbours of their round; EL-Local accepts a model
 or notice only from a known node, for the current round or a later one, once per sender and round. Refusals are
 counted by reason.
@@ -37,13 +42,13 @@ import numpy as np
 
 from plexus.protocol.aggregation import average
 from plexus.protocol.decentralized import DecentralizedNode, NeighbourModel
-from plexus.protocol.dpsgd import SynchronousNeighbourNode
+from plexus.protocol.dpsgd import SynchronousNeighbourNode, catch_up
 from plexus.protocol.futures import Future
 from plexus.protocol.messages import Message, message
 from plexus.protocol.node import handles
 from plexus.protocol.options import inherited, option
 from plexus.protocol.registry import register
-from plexus.protocol.runtime import Runtime, TrainResult
+from plexus.protocol.runtime import Runtime, Timer, TrainResult
 from plexus.protocol.topologies import Topology, random_regular_digraph
 
 
@@ -54,6 +59,13 @@ class EpidemicOptions:
     nodes: int = inherited("number of nodes")
     sample_size: int = option(13, "s: nodes sampled per round", minimum=1)
     fanout: int | None = option(None, "Epidemic Learning: peers per round (default: sample_size)", minimum=1)
+    wait_timeout: float | None = option(None, "seconds a node waits for its neighbours' models before it averages "
+                                        "those that arrived (default: wait for all; set it under churn)",
+                                        above=0, finite=True)
+
+    @property
+    def reacts_to_churn(self) -> bool:
+        return self.wait_timeout is not None
 
     @property
     def peers(self) -> int:
@@ -104,9 +116,20 @@ class ELLocalNode(DecentralizedNode):
         self._round_started = 0.0
         # round -> sender -> its model, or None for a notice
         self._inbox: dict[int, dict[bytes, np.ndarray | None]] = {}
+        self.wait_timeout: float | None = options.wait_timeout
+        self._wait: Timer | None = None
 
     def start(self) -> None:
         self._begin(1)
+
+    def rejoin(self) -> None:
+        self._wait = None
+        self._begin(max(self.round, 1))
+
+    def stop(self) -> None:
+        if self._wait is not None:
+            self._wait.cancel()
+        super().stop()
 
     def choose_peers(self) -> list[bytes]:
         """s distinct peers, uniformly among the other nodes, from this node's own seeded RNG."""
@@ -150,6 +173,9 @@ class ELLocalNode(DecentralizedNode):
     def _begin(self, round: int) -> None:
         self.round = round
         self._trained = None
+        if self._wait is not None:
+            self._wait.cancel()
+            self._wait = None
         self._round_started = self.runtime.now()
         future = self.runtime.train(self.model, self.local_steps)
         self._training = future
@@ -171,6 +197,8 @@ class ELLocalNode(DecentralizedNode):
                 continue
             send(peer, model if peer in chosen_set else notice)
         self._try_average()
+        if self.round == round and self._trained is not None and self.wait_timeout is not None:
+            self._wait = self.runtime.call_later(self.wait_timeout, self._waited, round)
 
     def _try_average(self) -> None:
         """End the round once this node's model is trained and every other node was heard from for it."""
@@ -185,3 +213,17 @@ class ELLocalNode(DecentralizedNode):
         self.model = average([self._trained, *models]) if models else self._trained  # type: ignore[list-item]
         self.runtime.metrics.round_duration(round, self.runtime.now() - self._round_started, self.runtime.node_id)
         self._begin(round + 1)
+
+    def _waited(self, round: int) -> None:
+        """``wait_timeout`` passed before every node was heard from: average what came, then go on."""
+        self._wait = None
+        if self._stopped or round != self.round or self._trained is None:
+            return
+        metrics = self.runtime.metrics
+        received = self._inbox.pop(round, {})
+        metrics.count("wait_timeouts")
+        metrics.count("silent_peers", self._others - len(received))
+        models = [received[sender] for sender in sorted(received) if received[sender] is not None]
+        self.model = average([self._trained, *models]) if models else self._trained  # type: ignore[list-item]
+        metrics.round_duration(round, self.runtime.now() - self._round_started, self.runtime.node_id)
+        self._begin(catch_up(self._inbox, round, metrics))

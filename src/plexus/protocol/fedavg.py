@@ -9,6 +9,14 @@ compared at equal sf); later ones are dropped and counted.
 client, with the model's parameter count; a client accepts a global model only from the server. Refusals are
 counted by reason. In simulation the server's id is ``b"server"``; in a live run it is its public key, which the
 live runtime passes to every client as the inherited option ``server_id``.
+
+**Under churn** (clients crash, leave, come back; the server stays up): when the global model cannot reach a
+selected client (its transmission fails), the server selects another client it has not selected this round
+(``clients_replaced``), as FL servers over-select around dropouts. With ``--aggregation-timeout SECONDS`` the round
+has a deadline counted from its start: once it has passed, the server averages as soon as it holds
+``--min-models`` models; if it holds none it starts the round again with a fresh selection
+(``rounds_restarted``). Both act only when something failed or was late, and the timeout is off by default, so a
+run without churn is unchanged. A client that comes back has lost the training it was doing.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from plexus.protocol.messages import Message, Params, message
 from plexus.protocol.node import Node, handles
 from plexus.protocol.options import inherited
 from plexus.protocol.registry import register
-from plexus.protocol.runtime import Runtime, TrainResult
+from plexus.protocol.runtime import Runtime, Timer, TrainResult
 
 SERVER_ID = b"server"
 
@@ -42,6 +50,10 @@ class FedAvgOptions(SampledRoundOptions):
                 bytes.fromhex(self.server_id)
             except ValueError:
                 raise ValueError(f"server_id = {self.server_id!r}: not a hexadecimal node id") from None
+
+    @property
+    def reacts_to_churn(self) -> bool:
+        return self.aggregation_timeout is not None
 
 
 @message(kind=3)
@@ -74,18 +86,62 @@ class FedAvgServer(Node):
         self._selected: set[bytes] = set()
         self._collected: dict[bytes, ClientUpdate] = {}
         self._clients = [node for node in runtime.view.ids() if node != runtime.node_id]
+        self.aggregation_timeout = options.aggregation_timeout
+        self.min_models = options.min_models
+        self._params: np.ndarray = runtime.initial_model()
+        self._deadline: Timer | None = None
+        self._expired = False
 
     def start(self) -> None:
         self._begin(1, self.runtime.initial_model())
 
+    def stop(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+
     def _begin(self, round: int, params: np.ndarray) -> None:
         self.round = round
+        self._params = params
         self._collected = {}
+        self._expired = False
         chosen = self.runtime.rng.choice(len(self._clients), size=self.sample_size, replace=False)
         self._selected = {self._clients[index] for index in chosen.tolist()}
         message = GlobalModel(round, params)
         for index in sorted(chosen.tolist()):
-            self.runtime.send(self._clients[index], message)
+            self._send(self._clients[index], message)
+        if self.aggregation_timeout is not None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.runtime.call_later(self.aggregation_timeout, self._timeout, round)
+
+    def _send(self, client: bytes, message: GlobalModel) -> None:
+        transmission = self.runtime.send(client, message)
+        if not transmission.done():
+            transmission.add_done_callback(lambda done: self._sent(client, message, done))
+
+    def _sent(self, client: bytes, message: GlobalModel, done: Future[None]) -> None:
+        if not done.failed() or message.round != self.round:
+            return
+        # the client is gone: select one that was not selected yet this round
+        spare = [c for c in self._clients if c not in self._selected]
+        if not spare:
+            return
+        replacement = spare[int(self.runtime.rng.integers(len(spare)))]
+        self._selected.add(replacement)
+        self.runtime.metrics.count("clients_replaced")
+        self._send(replacement, message)
+
+    def _timeout(self, round: int) -> None:
+        self._deadline = None
+        if round != self.round:
+            return
+        self._expired = True
+        self.runtime.metrics.count("aggregation_timeouts")
+        if not self._collected:
+            self.runtime.metrics.count("rounds_restarted")
+            self._begin(round, self._params)
+        elif len(self._collected) >= self.min_models:
+            self._complete()
 
     @handles(ClientUpdate)
     def on_update(self, sender: bytes, message: ClientUpdate) -> None:
@@ -106,12 +162,16 @@ class FedAvgServer(Node):
             metrics.rejected("wrong_parameter_count", sender)
             return
         self._collected[sender] = message
-        if len(self._collected) == self.quorum:
-            models = list(self._collected.values())
-            weights = [m.samples for m in models] if self.weighted else None
-            global_model = average([m.params for m in models], weights)
-            self.runtime.metrics.global_model(self.round, global_model)
-            self._begin(self.round + 1, global_model)
+        if len(self._collected) >= (min(self.quorum, self.min_models) if self._expired else self.quorum):
+            self._complete()
+
+    def _complete(self) -> None:
+        models = list(self._collected.values())
+        weights = [m.samples for m in models] if self.weighted else None
+        global_model = average([m.params for m in models], weights)
+        self.runtime.metrics.global_model(self.round, global_model)
+        self.runtime.metrics.aggregated(self.round, self.runtime.node_id, len(models), sorted(self._selected))
+        self._begin(self.round + 1, global_model)
 
 
 @register("fedavg", description="FedAvg with a server (McMahan et al., 2017)", options=FedAvgOptions,
@@ -126,6 +186,9 @@ class FedAvgClient(Node):
     def stop(self) -> None:
         if self._training is not None:
             self._training.cancel()
+
+    def rejoin(self) -> None:
+        self._training = None  # the training it was doing died with it; the server replaces late clients
 
     @handles(GlobalModel)
     def on_global(self, sender: bytes, message: GlobalModel) -> None:

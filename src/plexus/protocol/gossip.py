@@ -23,6 +23,11 @@ weights are the same ratios. The peer is drawn from the node's own seeded RNG ra
 
 There are no synchronous rounds: a gossip "round" is one ``round_timeout`` of virtual time, and the observer counts
 rounds that way (``--rounds R`` stops after R x round_timeout seconds).
+
+**Under churn** Gossip Learning needs nothing more: a send to a node that is gone fails and the node moves on
+after its period, as it does after any transfer. A node that comes back with its state keeps its model and age
+and gossips again one period later (what it was training or had queued when it went down is lost); a node that
+lost its state starts again from the initial model with age 0.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class GossipOptions:
     local_steps: int = inherited("local SGD steps per training session")
     round_timeout: float = option(60.0, "Gossip Learning: seconds a node waits after each transfer before the next",
                                   above=0, finite=True)
+
+    @property
+    def reacts_to_churn(self) -> bool:
+        return True
 
 
 @message(kind=6)
@@ -90,6 +99,11 @@ class GossipNode(DecentralizedNode):
         if self._timer is not None:
             self._timer.cancel()
         super().stop()
+
+    def rejoin(self) -> None:
+        self._training = None
+        self._queued = []
+        self._timer = self.runtime.call_later(self.period, self._gossip)
 
     @property
     def busy(self) -> bool:

@@ -11,6 +11,21 @@ declared next to the logic that needs them::
 :meth:`Node.deliver` dispatches on the message's exact type. A message of a type the node declares no handler
 for is refused and counted (``rejections.unexpected_message_type``): a node never silently ignores input.
 Handlers are inherited and may be overridden by name in subclasses.
+
+**Churn.** A node may go away and come back. The runtime then calls, instead of :meth:`Node.start`:
+
+- :meth:`Node.join` on a node that enters a run already under way (a device that joins late, or one that came
+  back having lost its state: a fresh object built by ``NodeClass(runtime, options)``);
+- :meth:`Node.leave` on a node about to leave gracefully: it may send a few last messages (announcements), then
+  it is offline;
+- :meth:`Node.rejoin` on a node that comes back with its state (what it keeps in memory here stands for what a
+  real device keeps on disk).
+
+A crash calls nothing: the node just stops. Whether it crashed or left, everything it had started before going
+down is gone for good: its timers never fire, its training jobs and transmissions never resolve (their futures
+stay pending forever), and messages sent to it meanwhile are lost. :meth:`Node.rejoin` must therefore restart
+whatever work it still wants done. The defaults (``join`` and ``rejoin`` call ``start``; ``leave`` does nothing)
+suit a node that keeps no state between messages.
 """
 
 from __future__ import annotations
@@ -64,6 +79,18 @@ class Node:
 
     def start(self) -> None:
         """Begin participating (schedule timers, start training, ...)."""
+
+    def join(self) -> None:
+        """Enter a run already under way (a late join, or a return after losing all state). Default: ``start``."""
+        self.start()
+
+    def rejoin(self) -> None:
+        """Come back after leaving or crashing, with the state held before; every timer, training job and
+        transmission started before going down is dead (see the module docstring). Default: ``start``."""
+        self.start()
+
+    def leave(self) -> None:
+        """About to leave gracefully (announce it if the algorithm does); offline right after. Default: nothing."""
 
     def deliver(self, sender: bytes, message: Message) -> None:
         """A message from ``sender`` reached this node: dispatch it to its declared handler."""

@@ -22,14 +22,26 @@ else is refused and counted by reason (``summary.json``'s ``rejections``).
 uniform, and the aggregator is a high-bandwidth member of the next round's sample. **Where we differ, and why**:
 the authors sort the first s candidates of round k+1 by bandwidth and ping them, taking the first to answer;
 without churn (this module) every candidate answers, so the fastest uploader of S_{k+1} is exactly their choice.
-Their 300 s aggregation timeout, pings and retries belong to fault tolerance (MoDeST), which the churn machinery
-adds on top of this module. ``weighting = "samples"`` (FedAvg's n_k / n) is offered as an option; the paper
-averages uniformly.
+Their 300 s aggregation timeout, pings and retries belong to fault tolerance (MoDeST): ``membership = "modest"``
+runs :class:`~plexus.protocol.modest.ModestPlexusNode` instead (views on the wire, pings, announcements, several
+aggregators, recovery when an aggregator dies). ``weighting = "samples"`` (FedAvg's n_k / n) is offered as an
+option; the paper averages uniformly.
+
+**Membership** (``membership``): ``static`` (the default, the Plexus paper) gives every node the full membership
+for the whole run, no views on the wire and no pings: nothing here reacts to a node that goes away (a dead
+aggregator stops the run, which the stall watchdog reports), and a run without churn is exactly the paper's
+protocol. ``modest`` adds MoDeST's machinery; see :mod:`plexus.protocol.modest`. The options that only
+``modest`` reads (``aggregators``, ``inactivity_threshold``, ``ping_timeout``, ``announce_fanout``,
+``recovery_timeout``) are reported as having no effect under ``static``. ``aggregation_timeout`` and
+``min_models`` work in both: once ``aggregation_timeout`` seconds have passed since a round's first model, the
+aggregator averages as soon as it holds ``min_models`` models (off by default with ``static``, so runs are
+unchanged; 60 s with ``modest``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -47,6 +59,69 @@ class PlexusOptions(SampledRoundOptions):
     aggregator_sample: str = option("next", "take round k's aggregator from sample k+1 (next, as the authors' "
                                     "code) or from sample k (current, the literal Algorithm 2)",
                                     choices=("next", "current"))
+    membership: str = option("static", "static: the full membership, fixed (the Plexus paper); modest: MoDeST's "
+                             "views on the wire, pings, announcements and recovery (churn)",
+                             choices=("static", "modest"))
+    aggregators: int = option(1, "a: aggregators per round, the first a available members of the next sample "
+                              "(membership = modest)", minimum=1)
+    inactivity_threshold: int = option(1000, "rounds a node may stay silent before it leaves the active view "
+                                       "(membership = modest; MoDeST's simulations use 1000)", minimum=1)
+    ping_timeout: float = option(5.0, "seconds a candidate has to answer pings (repeated every second) before it "
+                                 "is skipped (membership = modest)", above=0, finite=True)
+    announce_fanout: int | None = option(None, "nodes a JOIN or LEAVE announcement is sent to (membership = modest; "
+                                         "default: sample_size)", minimum=1)
+    recovery_timeout: float | None = option(None, "seconds a node that handed a model on waits for a sign of the "
+                                            "next round before checking its receivers are alive (membership = "
+                                            "modest; default 30)", above=0, finite=True)
+
+    def check(self) -> None:
+        super().check()
+        if self.aggregators > 1 and self.membership != "modest":
+            raise ValueError(f"aggregators = {self.aggregators} needs membership = modest (static Plexus has one "
+                             f"aggregator per round)")
+        if self.aggregators > self.sample_size:
+            raise ValueError(f"aggregators = {self.aggregators} exceeds sample_size = {self.sample_size} "
+                             f"(the aggregators come from the next sample)")
+
+    @property
+    def dynamic_membership(self) -> bool:
+        """Whether nodes keep their own membership (a simulator then seeds views with the nodes present at start)."""
+        return self.membership == "modest"
+
+    @property
+    def reacts_to_churn(self) -> bool:
+        return self.membership == "modest"
+
+    @property
+    def effective_aggregation_timeout(self) -> float | None:
+        if self.aggregation_timeout is not None:
+            return float(self.aggregation_timeout)
+        return MODEST_AGGREGATION_TIMEOUT if self.membership == "modest" else None
+
+    @property
+    def effective_recovery_timeout(self) -> float:
+        return float(self.recovery_timeout) if self.recovery_timeout is not None else MODEST_RECOVERY_TIMEOUT
+
+    @property
+    def effective_announce_fanout(self) -> int:
+        return int(self.announce_fanout) if self.announce_fanout is not None else int(self.sample_size)
+
+    def ineffective(self) -> list[str]:
+        """Options given a value that this configuration never reads (reported as warnings)."""
+        if self.membership == "modest":
+            return []
+        notes = []
+        for name in ("aggregators", "inactivity_threshold", "ping_timeout", "announce_fanout", "recovery_timeout"):
+            value = getattr(self, name)
+            default = PlexusOptions.__dataclass_fields__[name].default
+            if value != default:
+                notes.append(f"option {name} = {value!r} has no effect with membership = static "
+                             f"(use --membership modest)")
+        return notes
+
+
+MODEST_AGGREGATION_TIMEOUT = 60.0
+MODEST_RECOVERY_TIMEOUT = 30.0
 
 
 @message(kind=1)
@@ -69,9 +144,20 @@ class AggregatedModel(Message):
 @register("plexus", description="Plexus: sampled FL without a server (EuroMLSys 2025)", options=PlexusOptions)
 class PlexusNode(Node):
     options: PlexusOptions
+    variants: ClassVar[tuple[type[Node], ...]] = ()  # set by plexus.protocol.modest
+
+    def __new__(cls, runtime: Runtime, options: PlexusOptions) -> PlexusNode:
+        if cls is PlexusNode and getattr(options, "membership", "static") == "modest":
+            from plexus.protocol.modest import ModestPlexusNode
+
+            cls = ModestPlexusNode
+        return super().__new__(cls)
 
     def __init__(self, runtime: Runtime, options: PlexusOptions) -> None:
         super().__init__(runtime, options)
+        self.aggregation_timeout = options.effective_aggregation_timeout
+        self.min_models = options.min_models
+        self._expired: set[int] = set()  # rounds whose aggregation timeout has passed
         self.sample_size = options.sample_size
         self.quorum = quorum(options.sample_size, options.success_fraction)
         self.local_steps = options.local_steps
@@ -112,6 +198,14 @@ class PlexusNode(Node):
     def stop(self) -> None:
         for future in list(self._training.values()):
             future.cancel()
+        self._training.clear()
+
+    def join(self) -> None:
+        # a late node has nothing to start: round 1 is long gone; it trains when an aggregate reaches it
+        pass
+
+    def rejoin(self) -> None:
+        # static Plexus keeps no work across an absence: the training it was doing is gone with it
         self._training.clear()
 
     # ----------------------------------------------------------- participant
@@ -164,12 +258,29 @@ class PlexusNode(Node):
         if round <= self._aggregated_up_to and round not in self._collected:
             metrics.count("late_models_dropped")
             return
-        bucket = self._collected.setdefault(round, {})
+        bucket = self._collected.get(round)
+        if bucket is None:
+            bucket = self._collected[round] = {}
+            if self.aggregation_timeout is not None:
+                self.runtime.call_later(self.aggregation_timeout, self._timeout, round)
         if sender in bucket:
             metrics.rejected("duplicate_model", sender)
             return
         bucket[sender] = message
-        if len(bucket) >= self.quorum:
+        self._maybe_aggregate(round)
+
+    def _timeout(self, round: int) -> None:
+        if round in self._collected:
+            self._expired.add(round)
+            self.runtime.metrics.count("aggregation_timeouts")
+            self._maybe_aggregate(round)
+
+    def _maybe_aggregate(self, round: int) -> None:
+        bucket = self._collected[round]
+        needed = min(self.quorum, self.min_models) if round in self._expired else self.quorum
+        if len(bucket) >= needed:
+            metrics = self.runtime.metrics
+            self._expired.discard(round)
             del self._collected[round]
             self._aggregated_up_to = max(self._aggregated_up_to, round)
             for stale in [r for r in self._collected if r < round]:

@@ -39,6 +39,7 @@ from plexus.protocol.options import OptionSpec, field_type, protocol_fields, spe
 ENTRY_POINT_GROUP = "plexus.algorithms"
 BUILTIN_MODULES = (
     "plexus.protocol.plexus",
+    "plexus.protocol.modest",
     "plexus.protocol.fedavg",
     "plexus.protocol.dpsgd",
     "plexus.protocol.gossip",
@@ -76,9 +77,12 @@ class Algorithm:
         return specs(self.options)
 
     def message_types(self) -> list[type]:
+        """Every message type the algorithm's nodes take: its node class, the variants that class declares (a class
+        may build a subclass of itself from its options, e.g. Plexus with MoDeST's membership) and its server."""
         kinds = list(getattr(self.node, "handlers", {}))
-        if self.server is not None:
-            kinds += [k for k in getattr(self.server, "handlers", {}) if k not in kinds]
+        for variant in (*getattr(self.node, "variants", ()), self.server):
+            if variant is not None:
+                kinds += [k for k in getattr(variant, "handlers", {}) if k not in kinds]
         return kinds
 
 

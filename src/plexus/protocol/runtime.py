@@ -47,6 +47,11 @@ input array.
 **Membership.** :attr:`Runtime.view` is this node's own :class:`~plexus.protocol.view.View`: the nodes it knows,
 with their advertised capacities. It is the node's to change (churn algorithms do); the runtime only seeds it.
 
+**Churn.** A runtime may take a node down (a crash, or a graceful leave after :meth:`Node.leave`) and bring it
+back (:meth:`Node.rejoin` with its state, or a fresh object and :meth:`Node.join`); see
+:mod:`plexus.protocol.node`. While a node is down nothing it started runs: its timers, training jobs and
+transmissions never complete, and messages to it are lost (their senders' transmissions fail).
+
 **The rest.** :meth:`Runtime.initial_model` is the experiment's seeded initial model, identical on every node
 and read-only; :attr:`Runtime.local_samples` the size of the node's training set; :attr:`Runtime.rng` a
 generator seeded for this node alone; :attr:`Runtime.metrics` the :class:`MetricsSink` through which a node
@@ -56,7 +61,7 @@ reports to whoever observes the run (never to other nodes).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -187,6 +192,17 @@ class MetricsSink(ABC):
         Decentralized-learning nodes pass their own id as ``node``: every node has its own rounds there, and the
         observer also learns from these calls how far each node has got (its round clock).
         """
+
+    # Not abstract, so that sinks written before churn existed keep working: they simply ignore these reports.
+    def aggregated(self, round: int, node: bytes, models: int, participants: Sequence[bytes]) -> None:
+        """``node`` averaged ``models`` models of ``round`` and handed the result to ``participants`` (the sample
+        of the next round it actually reached: under churn, fewer than s when candidates did not answer)."""
+        return None
+
+    def event(self, node: bytes, name: str) -> None:
+        """Something a run's reader should see on a timeline happened at ``node`` (e.g. ``recovery``: a hand-off
+        to a node that had gone was redone with another one)."""
+        return None
 
 
 class Runtime(ABC):

@@ -108,8 +108,8 @@ class _FewFlows:
         for i, rate in enumerate(self.rate):
             seconds = 0.0 if rate == math.inf else self.remaining[i] / rate
             if seconds <= 1e-12 or now + seconds <= now:
-                seconds = 0.0
                 self.remaining[i] = 0.0
+                seconds = 0.0
             soonest = min(soonest, seconds)
         return soonest
 

@@ -54,6 +54,11 @@ class Observer(MetricsSink):
         # (round, node, end_time_s, duration_s) tuples: one per node and round in DL runs, so kept compact
         self.round_rows: list[tuple[int, str, float, float]] = []
         self.rounds_completed = 0
+        # churn and liveness: (time_s, node, event) rows of events.csv, and one row per aggregation of samples.csv:
+        # (round, time_s, aggregator, models, sampled, participants)
+        self.events: list[tuple[float, str, str]] = []
+        self.samples: list[tuple[int, float, str, int, int, str]] = []
+        self.world_idle: Callable[[], bool] | None = None  # set by churn: no node is online to make progress
         self._last_global: tuple[int, np.ndarray] | None = None
         self._last_evaluated_round = -1
         self._last_round_time = 0.0
@@ -102,6 +107,13 @@ class Observer(MetricsSink):
         self.last_progress = self.loop.now
         self.round_rows.append((round, node_label(node), self.loop.now, seconds))
 
+    def aggregated(self, round: int, node: bytes, models: int, participants: Sequence[bytes]) -> None:
+        self.samples.append((round, self.loop.now, node_label(node), models, len(participants),
+                             " ".join(node_label(p) for p in participants)))
+
+    def event(self, node: bytes, name: str) -> None:
+        self.events.append((self.loop.now, node_label(node), name))
+
     def note_progress(self) -> None:
         """A training job finished (progress for algorithms that have no rounds, e.g. gossip)."""
         self.last_progress = self.loop.now
@@ -117,6 +129,8 @@ class Observer(MetricsSink):
             self.loop.call_daemon(self.last_progress + timeout, self._check_stall, timeout)
 
     def _check_stall(self, timeout: float) -> None:
+        if self.world_idle is not None and self.world_idle():
+            self.last_progress = self.loop.now  # nobody is online: waiting for someone is not a stall
         if self.loop.now - self.last_progress >= timeout:
             self.stalled_at = self.last_progress
             log.warning("no progress since t=%.1fs (stall_timeout %.0fs): the run has stalled",
@@ -242,14 +256,29 @@ class NodesObserver(Observer):
         self.eval_interval = eval_interval
         self.round_timeout = round_timeout  # set for timed rounds (gossip)
         self.node_rounds = np.zeros(self.nodes, dtype=np.int64)
-        self._completed_total = 0  # sum of node_rounds
+        self._completed_total = 0  # sum of node_rounds (over online nodes once churn is tracked)
+        self._online: list[bool] | None = None  # None: every node counts (no churn)
+        self._online_count = self.nodes
         self._last_evaluation_time = -math.inf
 
     # ------------------------------------------------------------- clock
     def current_round(self) -> int:
         if self.round_timeout is not None:
             return int(math.floor(self.loop.now / self.round_timeout + 1e-9))
-        return self._completed_total // self.nodes
+        return self._completed_total // max(1, self._online_count)
+
+    def track_online(self, online: Sequence[bool]) -> None:
+        """Under churn the round clock is the mean over the nodes online (a node that is gone stops counting)."""
+        self._online = list(online)
+        self._online_count = sum(self._online)
+        self._completed_total = int(sum(int(r) for r, up in zip(self.node_rounds, self._online, strict=True) if up))
+
+    def set_online(self, index: int, up: bool) -> None:
+        if self._online is None or self._online[index] == up:
+            return
+        self._online[index] = up
+        self._online_count += 1 if up else -1
+        self._completed_total += int(self.node_rounds[index]) * (1 if up else -1)
 
     def progress_round(self) -> int:
         return self.current_round()
@@ -284,7 +313,8 @@ class NodesObserver(Observer):
         index = self.index_of.get(node) if node is not None else None
         if index is None or round <= self.node_rounds[index]:
             return
-        self._completed_total += int(round - self.node_rounds[index])
+        if self._online is None or self._online[index]:
+            self._completed_total += int(round - self.node_rounds[index])
         self.node_rounds[index] = round
         if self.round_timeout is not None:
             return

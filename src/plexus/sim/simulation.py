@@ -26,10 +26,14 @@ from plexus.learning.tasks import task_class
 from plexus.learning.trainer import Evaluator, LocalTrainer, SGDSettings
 from plexus.metrics.results import (
     CONFIG_FILE,
+    EVENT_COLUMNS,
+    EVENTS_FILE,
     LOG_FILE,
     METRICS_FILE,
     ROUND_COLUMNS,
     ROUNDS_FILE,
+    SAMPLE_COLUMNS,
+    SAMPLES_FILE,
     SUMMARY_FILE,
     MetricsWriter,
     Results,
@@ -38,14 +42,17 @@ from plexus.metrics.results import (
     write_json,
 )
 from plexus.protocol.fedavg import SERVER_ID
+from plexus.protocol.node import Node
 from plexus.protocol.registry import Algorithm, algorithm
 from plexus.protocol.view import PeerInfo, View, roster_of
 from plexus.rng import stream, stream_seed
+from plexus.sim.churn import Churn, ChurnRuntime, bootstrap_roster, parse_churn
 from plexus.sim.compute import ComputeModel
 from plexus.sim.engine import EventLoop
 from plexus.sim.network import Network
-from plexus.sim.observer import NodesObserver, Observer, evaluated_nodes
+from plexus.sim.observer import NodesObserver, Observer, evaluated_nodes, node_label
 from plexus.sim.profiles import build_profiles
+from plexus.sim.runtime import SimRuntime
 from plexus.sim.world import World, node_id_of
 
 log = logging.getLogger("plexus.run")
@@ -326,6 +333,8 @@ def _write_partial(state: RunState, status: str, reason: str) -> None:
             summary = summarise(config, state.task, observer, world, state.parameters, state.trainer,
                                 state.evaluator)
             write_csv(state.out_dir / ROUNDS_FILE, observer.round_rows, ROUND_COLUMNS)
+            write_csv(state.out_dir / EVENTS_FILE, observer.events, EVENT_COLUMNS)
+            write_csv(state.out_dir / SAMPLES_FILE, observer.samples, SAMPLE_COLUMNS)
         else:
             summary = _base_summary(config, metric, status)
         summary["status"] = status
@@ -375,14 +384,16 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
     profiles = build_profiles(config.nodes, config.seed, config.capacity_trace, config.latency_matrix,
                               config.latency_values)
     log.info("system: %s", profiles.description)
+    availability = None
     if config.availability_trace:
-        # loaded and checked now so that a bad trace fails fast
         from plexus.sim.traces.availability import build_availability
 
         availability = build_availability(config.availability_trace, config.nodes, config.seed)
-        note = f"{availability.describe()}: not acted on (churn is not simulated yet); every node stays online"
-        notes.append(note)
-        log.warning("%s", note)
+        log.info("nodes follow %s", availability.describe())
+    plan = parse_churn(config.churn, config.nodes) if isinstance(config.churn, dict) else None
+    if plan is not None:
+        log.info("churn: %s", plan.describe())
+    churning = plan is not None or availability is not None
     node_ids = [node_id_of(i) for i in range(config.nodes)]
     upload, download = profiles.upload_bps, profiles.download_bps
     latency = profiles.latency
@@ -409,8 +420,31 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
     observer = make_observer(config, spec, options, loop, network, evaluator, task.metric, world, progress)
     world.on_progress = observer.note_progress
     node_class = spec.node
-    for _ in range(config.nodes):
-        world.attach(lambda runtime: node_class(runtime, options), observer, View(roster))
+
+    def make_node(runtime: SimRuntime) -> Node:
+        return node_class(runtime, options)
+
+    churn = None
+    online = [True] * config.nodes
+    runtime_class: type[SimRuntime] = SimRuntime
+    views = [roster] * config.nodes
+    if churning:
+        runtime_class = ChurnRuntime
+        churn = Churn(world, plan, availability, config.seed, make_node, lambda index: View(views[index]),
+                      lambda when, index, event: observer.events.append((when, node_label(node_ids[index]), event)),
+                      on_change=observer.set_online if isinstance(observer, NodesObserver) else None)
+        online = churn.initially_online()
+        if getattr(options, "dynamic_membership", False):
+            # nodes that keep their own membership start from the nodes present at time 0 (a late node from
+            # those and itself); the others keep the full, static list
+            start_roster = bootstrap_roster(peers, online)
+            views = [start_roster if online[i] else roster_of([*start_roster.peers(), peers[i]])
+                     for i in range(config.nodes)]
+        observer.world_idle = lambda: churn.online_count == 0
+        if isinstance(observer, NodesObserver):
+            observer.track_online(online)
+    for index in range(config.nodes):
+        world.attach(make_node, observer, View(views[index]), runtime_class)
     if spec.server is not None:
         # the server's view: every data node plus itself; the nodes' views stay server-free
         server_roster = roster_of([*peers, PeerInfo(SERVER_ID, config.server_bandwidth, config.server_bandwidth)])
@@ -424,8 +458,11 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
     loop_start = time.perf_counter()
     observer.start()
     observer.watch_stalls(stall_timeout(config, spec, options, notes))
-    for node in world.nodes:
-        node.start()
+    if churn is not None:
+        churn.install(online)
+    for index, node in enumerate(world.nodes):
+        if index >= config.nodes or online[index]:  # a node offline at the start joins when it comes online
+            node.start()
     until = config.duration if config.duration is not None else math.inf
     loop.run(until=until)
     stall = _stall(observer, loop, until)
@@ -448,6 +485,8 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
         notes.append(message)
     if isinstance(observer, NodesObserver):
         summary["evaluated_nodes"] = len(observer.evaluated)
+    if churn is not None:
+        summary["churn"] = churn.summary()
     summary["warnings"] = list(notes)
     summary.update(wall_seconds=wall, setup_wall_seconds=setup_wall, loop_wall_seconds=loop_wall)
     work = trainer.wall_seconds + evaluator.wall_seconds
@@ -455,6 +494,8 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
     results = Results(out_dir, summary)
     results.metrics = observer.rows
     results.rounds = observer.round_rows
+    results.events = observer.events
+    results.samples = observer.samples
     results.write(config.to_toml(), metric_columns(task.metric))
     log.info("finished: %s", {k: results.summary[k] for k in ("rounds_completed", "virtual_seconds",
                                                                "wall_seconds")})
@@ -520,7 +561,7 @@ def make_observer(
     return NodesObserver(
         loop, network, evaluator, metric, eval_every, config.rounds, train_seconds, on_evaluation=progress,
         node_ids=world.node_ids[: config.nodes],
-        model_of=lambda index: world.nodes[index].current_model(),
+        model_of=lambda index: world.nodes[index].current_model() if world.online[index] else None,
         evaluated=evaluated,
         eval_interval=config.eval_interval,
         round_timeout=period,

@@ -4,7 +4,9 @@ It implements the sending half of the runtime contract (:mod:`plexus.protocol.ru
 id fails its transmission at once (:class:`~plexus.protocol.runtime.UnknownPeer`); a message whose destination is
 offline when it would arrive, or whose transfer is aborted because an end went down, fails it with
 :class:`~plexus.protocol.runtime.PeerUnreachable`; every loss is counted by reason (``summary.json``'s
-``messages_lost``). Without churn every node is online for the whole run.
+``messages_lost``). A message sent to a node that has since gone down and come back is lost too (a restarted
+process has none of its old connections): each endpoint's ``epochs`` entry changes whenever it goes down or up.
+Without churn every node is online for the whole run (:mod:`plexus.sim.churn` changes that).
 """
 
 from __future__ import annotations
@@ -58,14 +60,16 @@ class World:
         self.nodes: list[Node] = []
         self.runtimes: list[SimRuntime] = []
         self.online = [True] * len(node_ids)
+        self.epochs = [0] * len(node_ids)
         self.train_seconds_total = 0.0
         self.messages_lost: Counter[str] = Counter()
         self.on_progress: Callable[[], None] | None = None
         self._sample_counts = [int(indices.size) for indices in trainer.node_indices]
 
-    def attach(self, make_node: Callable[[SimRuntime], Node], metrics: MetricsSink, view: View) -> SimRuntime:
+    def attach(self, make_node: Callable[[SimRuntime], Node], metrics: MetricsSink, view: View,
+               runtime_class: type[SimRuntime] = SimRuntime) -> SimRuntime:
         index = len(self.nodes)
-        runtime = SimRuntime(self, index, self.node_ids[index], metrics, view)
+        runtime = runtime_class(self, index, self.node_ids[index], metrics, view)
         self.runtimes.append(runtime)
         self.nodes.append(make_node(runtime))
         return runtime
@@ -87,11 +91,12 @@ class World:
             self.messages_lost["unknown_peer"] += 1
             transmission.mark_failed(UnknownPeer(peer, "unknown node"))
             return transmission
+        epoch = self.epochs[dst]
         if dst == src:
-            self.loop.call_later(0.0, self._deliver, src, dst, message, transmission)
+            self.loop.call_later(0.0, self._deliver, src, dst, message, transmission, epoch)
             return transmission
         token = self.network.transfer(src, dst, message.wire_size,
-                                      lambda: self._deliver(src, dst, message, transmission),
+                                      lambda: self._deliver(src, dst, message, transmission, epoch),
                                       transmission.mark_sent,
                                       lambda reason: self._lost(transmission, peer, reason))
         transmission.on_cancel(lambda: self.network.abort(token, "cancelled"))
@@ -103,9 +108,9 @@ class World:
         self.messages_lost[reason] += 1
         transmission.mark_failed(PeerUnreachable(peer, reason.replace("_", " ")))
 
-    def _deliver(self, src: int, dst: int, message: Message, transmission: Transmission) -> None:
+    def _deliver(self, src: int, dst: int, message: Message, transmission: Transmission, epoch: int = 0) -> None:
         # a transmission cancelled after its last byte left only detached its sender: the message arrives
-        if not self.online[dst]:
+        if not self.online[dst] or self.epochs[dst] != epoch:
             self._lost(transmission, self.node_ids[dst], "offline_at_arrival")
             return
         self.nodes[dst].deliver(self.node_ids[src], message)
