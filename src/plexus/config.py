@@ -44,7 +44,10 @@ class Config:
     duration: float | None = _f("run", None, "stop after this many virtual seconds instead of a round count")
     eval_every: int | None = _f("run", None, "evaluate the global model every N rounds")
     out: str | None = _f("run", None, "results folder (default: results/<algorithm>-<task>-<time>)")
-    eval_nodes: int = _f("run", 20, "decentralized learning: node models evaluated each time (all if <= 100 nodes)")
+    eval_nodes: int | None = _f("run", None, "decentralized learning: node models evaluated each time (default: all "
+                                "up to 100 nodes, else 20)")
+    eval_samples: int | None = _f("run", None, "evaluate on a fixed seeded subset of this many test samples "
+                                  "(default: the whole test set)")
     eval_interval: float | None = _f("run", None, "decentralized learning: evaluate every X virtual seconds")
     stall_timeout: float = _f("run", 3600.0, "report a stall and stop when no global model, node round or "
                               "training completes for this many virtual seconds")
@@ -74,6 +77,17 @@ class Config:
     availability_trace: str | None = _f(
         "system", None, "per-node online intervals: a CSV, JSON or FLASH file, or synthetic[:diurnal[:share=0.25,...]]"
     )
+    # [system]: link scenarios (plexus.sim.links)
+    link_mbps: float | None = _f("system", None, "every node's uplink and downlink in Mbit/s (inf allowed), "
+                                 "instead of the trace's or synthetic bandwidths")
+    stragglers: str | None = _f("system", None, "nodes with slow links: a count (7) or a share of the "
+                                "nodes (0.5); chosen by a seeded draw")
+    straggler_mbps: str = _f("system", "10-13", "a straggler's uplink and downlink in Mbit/s: a value or a range "
+                             "LOW-HIGH drawn per straggler")
+    region_links: str | None = _f("system", None, "region-to-region link bandwidths: divshare-geo (10 regions, "
+                                  "21-405 Mbit/s) or an R x R CSV in Mbit/s; nodes in contiguous blocks per region")
+    sample_seconds: float | None = _f("system", None, "every node's training time per sample (homogeneous "
+                                      "compute), instead of the trace's or synthetic speeds")
     # [protocol]: the algorithm's options
     protocol: dict[str, Any] = field(default_factory=dict, metadata={"section": PROTOCOL, "help": ""})
 
@@ -303,6 +317,8 @@ def _no_effect(c: Config, spec: Any) -> list[str]:
         unused("server_bandwidth", f"{spec.name} has no server")
     if c.latency_matrix is None:
         unused("latency_values", "no latency_matrix is given")
+    if c.stragglers is None:
+        unused("straggler_mbps", "no stragglers are set")
     if c.task not in ("synthetic",):
         unused("alpha", f"only the synthetic task uses it, not {c.task}")
         unused("beta", f"only the synthetic task uses it, not {c.task}")
@@ -325,7 +341,8 @@ def _validate(c: Config) -> None:
     need(c.duration is None or (c.duration > 0 and math.isfinite(c.duration)),
          f"duration = {c.duration}: must be a positive number of seconds")
     need(c.eval_every is not None and c.eval_every >= 1, f"eval_every = {c.eval_every}: must be >= 1")
-    need(c.eval_nodes >= 1, f"eval_nodes = {c.eval_nodes}: must be >= 1")
+    need(c.eval_nodes is None or c.eval_nodes >= 1, f"eval_nodes = {c.eval_nodes}: must be >= 1")
+    need(c.eval_samples is None or c.eval_samples >= 1, f"eval_samples = {c.eval_samples}: must be >= 1")
     need(c.eval_interval is None or (c.eval_interval > 0 and math.isfinite(c.eval_interval)),
          f"eval_interval = {c.eval_interval}: must be a positive number of seconds")
     need(c.stall_timeout > 0, f"stall_timeout = {c.stall_timeout}: must be a positive number of seconds (inf allowed)")
@@ -335,6 +352,9 @@ def _validate(c: Config) -> None:
          f"compute_model = {c.compute_model!r}: must be one of {', '.join(COMPUTE_MODELS)}")
     need(c.compute_factor >= 0 and math.isfinite(c.compute_factor),
          f"compute_factor = {c.compute_factor}: must be a non-negative number")
+    from plexus.sim.links import check as check_links
+
+    check_links(c)
     for name in ("capacity_trace", "latency_matrix", "availability_trace"):
         path = getattr(c, name)
         if name == "availability_trace" and path is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from plexus.learning.params import FlatModel
-from plexus.learning.tasks.base import Evaluation, Task, TaskData
+from plexus.learning.tasks.base import Evaluation, Task, TaskData, TensorDataset
 from plexus.protocol.runtime import TrainResult
 from plexus.rng import stream
 
@@ -104,17 +104,27 @@ class LocalTrainer:
 
 
 class Evaluator:
-    """The observer's evaluation of a model vector on the test set (costs nodes nothing)."""
+    """The observer's evaluation of a model vector on the test set (costs nodes nothing).
 
-    def __init__(self, task: Task, data: TaskData, model: FlatModel) -> None:
+    With ``samples`` below the test set's size, evaluation uses a fixed subset of that many test samples, drawn
+    once from the stream (seed, "eval-samples") and kept in the test set's order: cheaper, the same subset for
+    every model of the run (and of every run with that seed)."""
+
+    def __init__(self, task: Task, data: TaskData, model: FlatModel, samples: int | None = None,
+                 seed: int = 0) -> None:
         self.task = task
         self.data = data
         self.model = model
         self.wall_seconds = 0.0
+        self.test = data.test
+        if samples is not None and samples < len(data.test):
+            chosen = np.sort(stream(seed, "eval-samples").choice(len(data.test), size=samples, replace=False))
+            index = torch.from_numpy(chosen)
+            self.test = TensorDataset(data.test.x[index], data.test.y[index])
 
     def evaluate(self, params: np.ndarray) -> Evaluation:
         started = time.perf_counter()
         self.model.load(params)
-        result = self.task.evaluate(self.model.module, self.data.test)
+        result = self.task.evaluate(self.model.module, self.test)
         self.wall_seconds += time.perf_counter() - started
         return result

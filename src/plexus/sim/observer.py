@@ -156,11 +156,16 @@ def node_label(node: bytes | None) -> str:
     return text if text.isprintable() else node.hex()
 
 
-def evaluated_nodes(nodes: int, eval_nodes: int, seed: int) -> list[int]:
-    """Which nodes a decentralized run evaluates: all when there are at most 100 (or at most ``eval_nodes``),
-    else a fixed seeded sample of ``eval_nodes``, drawn once so successive evaluations follow the same nodes
-    (a smoother curve than a fresh sample each time, and as representative on average)."""
-    if nodes <= max(100, eval_nodes):
+def evaluated_nodes(nodes: int, eval_nodes: int | None, seed: int) -> list[int]:
+    """Which nodes a decentralized run evaluates: with ``eval_nodes`` unset, all when there are at most 100,
+    else 20; with ``eval_nodes`` given, that many (all if it is at least ``nodes``). A subset is a fixed seeded
+    sample, drawn once so successive evaluations follow the same nodes (a smoother curve than a fresh sample each
+    time, and as representative on average)."""
+    if eval_nodes is None:
+        if nodes <= 100:
+            return list(range(nodes))
+        eval_nodes = 20
+    if nodes <= eval_nodes:
         return list(range(nodes))
     return sorted(stream(seed, "eval-nodes").choice(nodes, size=eval_nodes, replace=False).tolist())
 
@@ -169,7 +174,7 @@ class NodesObserver(Observer):
     """Evaluation of decentralized-learning runs, where there is no global model.
 
     **What**: at each evaluation the observer evaluates the current model (``Node.current_model()``) of every
-    node when there are at most 100 nodes, else of a fixed seeded sample of ``eval_nodes`` nodes, with the same
+    node, or of a fixed seeded sample of them (:func:`evaluated_nodes`), with the same
     model template and :class:`~plexus.learning.trainer.Evaluator` as for global models, outside virtual time.
     A metrics.csv row holds the mean metric, its (population) standard deviation across the evaluated nodes in
     ``<metric>_std``, and the mean loss.
