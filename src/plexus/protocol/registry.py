@@ -43,6 +43,9 @@ BUILTIN_MODULES = (
     "plexus.protocol.dpsgd",
     "plexus.protocol.gossip",
     "plexus.protocol.epidemic",
+    "plexus.protocol.divshare",
+    "plexus.protocol.swift",
+    "plexus.protocol.adpsgd",
 )
 EVALUATIONS = ("global", "nodes")
 CLOCKS = ("rounds", "periods")

@@ -1,0 +1,180 @@
+"""What the asynchronous sharing algorithms (DivShare, Swift) have in common: nodes without rounds, each looping
+train, send, aggregate at its own speed, with a send queue drained at link speed.
+
+Every node repeats, with no global clock and no waiting for anyone:
+
+1. train ``local_steps`` SGD steps from its current model;
+2. (DivShare) flush its send queue: whatever has not left yet is dropped;
+3. queue the *trained* model's pieces (DivShare: fragments; Swift: the whole model), each to ``degree`` distinct
+   peers drawn afresh for every piece, the (peer, piece) pairs in a random order;
+4. average what arrived since its last aggregation into the trained model, coordinate by coordinate
+   (:func:`average_pieces`), and start the next iteration from the result.
+
+An iteration ends at step 4; the node reports it with ``metrics.round_duration(iteration, seconds, node)``, so the
+run's ``round`` column is the mean number of iterations nodes completed. Messages arriving while the node trains
+wait in its inbox, which keeps, per sender and piece, only the newest copy (a newer copy replaces an older one and
+is counted in ``pieces_replaced``).
+
+**Checked input.** A piece is accepted only from a node of the receiver's view other than itself, only with a
+known piece id, and only with exactly that piece's number of values; refusals are counted by reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from plexus.protocol.decentralized import DecentralizedNode
+from plexus.protocol.futures import Future
+from plexus.protocol.messages import Message
+from plexus.protocol.options import option
+from plexus.protocol.runtime import Runtime, TrainResult
+from plexus.protocol.sendqueue import SendQueue
+
+Piece = tuple[np.ndarray | None, np.ndarray]  # (coordinates, or None for the whole model; values)
+
+
+def degree_option() -> Any:
+    """The ``degree`` option every asynchronous sharing algorithm declares (one flag, one help text)."""
+    return option(6, "asynchronous DL: J, the distinct random peers each piece of a node's model goes to per "
+                  "iteration (DivShare, Swift)", minimum=1)
+
+
+def send_concurrency_option() -> Any:
+    return option(1, "asynchronous DL: messages a node's send queue transmits at once (1: one after another at "
+                  "link speed)", minimum=1)
+
+
+def check_degree(degree: int, nodes: int) -> None:
+    if degree > nodes - 1:
+        raise ValueError(f"degree = {degree}: must be at most nodes - 1 = {nodes - 1} "
+                         f"(J distinct peers other than the sender)")
+
+
+def average_pieces(own: np.ndarray, pieces: Iterable[Piece]) -> np.ndarray:
+    """Per-coordinate average of ``own`` and every received piece covering the coordinate.
+
+    Each piece is (indices, values), indices None meaning the whole vector. The node's own value counts once;
+    a coordinate no piece covers keeps its own value. Accumulates in float64 and returns float32.
+    """
+    total = own.astype(np.float64)
+    count: np.ndarray | float = 1.0
+    counts: np.ndarray | None = None
+    for indices, values in pieces:
+        if indices is None:
+            total += values
+            count = count + 1.0
+        else:
+            if counts is None:
+                counts = np.zeros(own.size, dtype=np.float64)
+            total[indices] += values
+            counts[indices] += 1.0
+    divisor = count if counts is None else counts + count
+    return (total / divisor).astype(np.float32)
+
+
+def distinct_peers(runtime: Runtime, me: int, others: int, count: int) -> list[bytes]:
+    """``count`` distinct nodes of the view other than the one at position ``me``, uniformly at random."""
+    chosen = runtime.rng.choice(others, size=count, replace=False)
+    view = runtime.view
+    return [view.other(me, int(index)) for index in chosen]
+
+
+class AsyncSharingNode(DecentralizedNode):
+    """The loop of the module docstring; subclasses say what the pieces are (:meth:`pieces`) and whether the
+    queue is flushed every iteration (``flush_each_iteration``)."""
+
+    flush_each_iteration = False
+
+    def __init__(self, runtime: Runtime, options: Any) -> None:
+        super().__init__(runtime, options)
+        self.degree = int(options.degree)
+        self.queue = SendQueue(runtime, int(options.send_concurrency), on_failure=self._send_failed)
+        self.iteration = 0
+        view = runtime.view
+        self._others = len(view) - 1
+        self._me = view.positions()[runtime.node_id]
+        self._inbox: dict[tuple[bytes, int], Piece] = {}
+        self._started = 0.0
+
+    # ------------------------------------------------------------------ to override
+    def pieces(self, trained: np.ndarray) -> Sequence[Message]:
+        """The messages to send for this iteration, one per piece (each goes to ``degree`` peers)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._others < self.degree:
+            raise ValueError(f"{type(self).__name__}: degree {self.degree} needs at least {self.degree + 1} nodes "
+                             f"in the view, it has {self._others + 1}")
+        self._train()
+
+    def stop(self) -> None:
+        super().stop()
+        self.queue.close()
+
+    def _train(self) -> None:
+        self._started = self.runtime.now()
+        future = self.runtime.train(self.model, self.local_steps)
+        self._training = future
+        future.add_done_callback(self._on_trained)
+
+    def _on_trained(self, future: Future[TrainResult]) -> None:
+        if future.cancelled() or self._stopped:
+            return
+        self._training = None
+        trained = future.result().params
+        self.iteration += 1
+        self._share(trained)
+        self.model = self._aggregate(trained)
+        runtime = self.runtime
+        runtime.metrics.round_duration(self.iteration, runtime.now() - self._started, runtime.node_id)
+        self._train()
+
+    # ------------------------------------------------------------------ sending
+    def _share(self, trained: np.ndarray) -> None:
+        metrics = self.runtime.metrics
+        if self.flush_each_iteration:
+            dropped, aborted = self.queue.flush(abort_in_flight=True)
+            if dropped:
+                metrics.count("messages_dropped_unsent", dropped)
+            if aborted:
+                metrics.count("messages_aborted_leaving", aborted)
+        elif len(self.queue):
+            metrics.count("messages_still_queued", len(self.queue))
+        pairs = [(peer, message) for message in self.pieces(trained)
+                 for peer in distinct_peers(self.runtime, self._me, self._others, self.degree)]
+        order = self.runtime.rng.permutation(len(pairs))
+        self.queue.extend(pairs[i] for i in order.tolist())
+
+    def _send_failed(self, peer: bytes, message: Message, error: BaseException) -> None:
+        self.runtime.metrics.count("sends_failed")
+
+    # ------------------------------------------------------------------ receiving
+    def accept(self, sender: bytes, piece: int, indices: np.ndarray | None, values: np.ndarray) -> None:
+        """Keep a checked piece in the inbox (the newest per sender and piece)."""
+        if self._stopped:
+            return
+        key = (sender, piece)
+        if key in self._inbox:
+            self.runtime.metrics.count("pieces_replaced")
+        self._inbox[key] = (indices, values)
+
+    def known_sender(self, sender: bytes) -> bool:
+        """Refuse (and count) pieces from the node itself or from nodes outside its view."""
+        if sender == self.runtime.node_id:
+            self.runtime.metrics.rejected("own_message", sender)
+            return False
+        if sender not in self.runtime.view:
+            self.runtime.metrics.rejected("unknown_sender", sender)
+            return False
+        return True
+
+    def _aggregate(self, trained: np.ndarray) -> np.ndarray:
+        if not self._inbox:
+            return trained
+        inbox, self._inbox = self._inbox, {}
+        self.runtime.metrics.count("pieces_aggregated", len(inbox))
+        return average_pieces(trained, inbox.values())
