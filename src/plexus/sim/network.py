@@ -411,7 +411,7 @@ class Network:
         self.messages_sent += 1
         if not self._reallocation_pending:
             self._reallocation_pending = True
-            self.loop.defer(self._reallocate)
+            self.loop.defer(self._deferred_reallocate)
         return payload
 
     def abort(self, handle: Payload | None, reason: str = "aborted") -> bool:
@@ -433,7 +433,7 @@ class Network:
                 on_abort(reason)
         if removed and not self._reallocation_pending:
             self._reallocation_pending = True
-            self.loop.defer(self._reallocate)
+            self.loop.defer(self._deferred_reallocate)
         return len(removed)
 
     def latency(self, src: int, dst: int) -> float:
@@ -518,6 +518,12 @@ class Network:
     def _arrive(self, dst: int, nbytes: int, callback: Arrival) -> None:
         self.bytes_received[dst] += nbytes
         callback()
+
+    def _deferred_reallocate(self) -> None:
+        # a completion handled in the same event may have reallocated already (a message queued behind one that
+        # just left starts in that event): nothing is left to do then
+        if self._reallocation_pending:
+            self._reallocate()
 
     def _reallocate(self) -> None:
         self._reallocation_pending = False
