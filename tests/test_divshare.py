@@ -152,6 +152,17 @@ def test_average_pieces_on_hand_made_vectors() -> None:
     np.testing.assert_array_equal(average_pieces(own, []), own)
 
 
+def test_the_disjoint_shortcut_gives_the_general_result() -> None:
+    rng = np.random.default_rng(0)
+    parts = fragment_partition((50, 30, 20), 4, seed=1)
+    own = rng.normal(size=100).astype(np.float32)
+    pieces = [(parts[f], rng.normal(size=parts[f].size).astype(np.float32)) for f in (0, 0, 2, 3, 0, 2)]
+    np.testing.assert_allclose(average_pieces(own, pieces, disjoint=True), average_pieces(own, pieces), rtol=1e-6)
+    whole = pieces + [(None, rng.normal(size=100).astype(np.float32))]
+    np.testing.assert_allclose(average_pieces(own, whole, disjoint=True), average_pieces(own, whole), rtol=1e-6)
+    np.testing.assert_array_equal(average_pieces(own, [], disjoint=True), own)
+
+
 def test_a_node_averages_own_and_the_newest_fragment_per_sender_coordinate_by_coordinate() -> None:
     runtime, node = divshare_node(n=12, fraction=0.5, degree=3)  # two fragments
     f0, f1 = node.indices

@@ -53,26 +53,51 @@ def check_degree(degree: int, nodes: int) -> None:
                          f"(J distinct peers other than the sender)")
 
 
-def average_pieces(own: np.ndarray, pieces: Iterable[Piece]) -> np.ndarray:
+def average_pieces(own: np.ndarray, pieces: Iterable[Piece], disjoint: bool = False) -> np.ndarray:
     """Per-coordinate average of ``own`` and every received piece covering the coordinate.
 
     Each piece is (indices, values), indices None meaning the whole vector. The node's own value counts once;
-    a coordinate no piece covers keeps its own value. Accumulates in float64 and returns float32.
+    a coordinate no piece covers keeps its own value. Accumulates in float64 and returns float32. Pieces that
+    share one indices array (copies of one fragment from several senders) are summed together first, so the
+    cost is one scattered update per distinct fragment, not per piece. ``disjoint`` promises that distinct
+    indices arrays never share a coordinate (DivShare's fragments partition the model): each coordinate's count
+    is then its fragment's, and no per-coordinate count array is needed.
     """
-    total = own.astype(np.float64)
-    count: np.ndarray | float = 1.0
-    counts: np.ndarray | None = None
+    groups: dict[int, list[Any]] = {}
     for indices, values in pieces:
-        if indices is None:
-            total += values
-            count = count + 1.0
+        key = -1 if indices is None else id(indices)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [indices, values.astype(np.float64), 1]
         else:
-            if counts is None:
-                counts = np.zeros(own.size, dtype=np.float64)
-            total[indices] += values
-            counts[indices] += 1.0
-    divisor = count if counts is None else counts + count
-    return (total / divisor).astype(np.float32)
+            # (float64 += float32 goes through NumPy's slow casting loop: convert first)
+            group[1] += values.astype(np.float64)
+            group[2] += 1
+    total = own.astype(np.float64)
+    whole = groups.pop(-1, None)
+    if whole is not None:
+        total += whole[1]
+    base = 1.0 + (whole[2] if whole is not None else 0)
+    if disjoint:
+        for indices, summed, count in groups.values():
+            segment = total[indices]
+            segment += summed
+            segment /= base + count
+            total[indices] = segment
+        if not groups or base != 1.0:
+            # coordinates outside every fragment: own (and whole models) over base
+            if base != 1.0:
+                covered = np.zeros(own.size, dtype=bool)
+                for indices, _, _ in groups.values():
+                    covered[indices] = True
+                total[~covered] /= base
+        return total.astype(np.float32)
+    counts = np.full(own.size, base)
+    for indices, summed, count in groups.values():
+        total[indices] += summed
+        counts[indices] += count
+    total /= counts
+    return total.astype(np.float32)
 
 
 def distinct_peers(runtime: Runtime, me: int, others: int, count: int) -> list[bytes]:
@@ -87,6 +112,7 @@ class AsyncSharingNode(DecentralizedNode):
     queue is flushed every iteration (``flush_each_iteration``)."""
 
     flush_each_iteration = False
+    disjoint_pieces = False  # pieces with distinct indices never overlap (see average_pieces)
 
     def __init__(self, runtime: Runtime, options: Any) -> None:
         super().__init__(runtime, options)
@@ -105,10 +131,14 @@ class AsyncSharingNode(DecentralizedNode):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ lifecycle
+    def needed_peers(self) -> int:
+        """How many other nodes the view must hold (``degree`` distinct peers per piece)."""
+        return self.degree
+
     def start(self) -> None:
-        if self._others < self.degree:
-            raise ValueError(f"{type(self).__name__}: degree {self.degree} needs at least {self.degree + 1} nodes "
-                             f"in the view, it has {self._others + 1}")
+        if self._others < self.needed_peers():
+            raise ValueError(f"{type(self).__name__}: degree {self.degree} needs at least "
+                             f"{self.needed_peers() + 1} nodes in the view, it has {self._others + 1}")
         self._train()
 
     def stop(self) -> None:
@@ -177,4 +207,4 @@ class AsyncSharingNode(DecentralizedNode):
             return trained
         inbox, self._inbox = self._inbox, {}
         self.runtime.metrics.count("pieces_aggregated", len(inbox))
-        return average_pieces(trained, inbox.values())
+        return average_pieces(trained, inbox.values(), self.disjoint_pieces)

@@ -104,6 +104,7 @@ class Fragment(Message):
           "iteration (Biswas et al., WWW 2025)", options=DivShareOptions, decentralized=True, evaluation="nodes")
 class DivShareNode(AsyncSharingNode):
     flush_each_iteration = True
+    disjoint_pieces = True  # the fragments partition the model
 
     def __init__(self, runtime: Runtime, options: DivShareOptions) -> None:
         super().__init__(runtime, options)
