@@ -132,6 +132,30 @@ def test_a_failed_request_or_a_silent_passive_node_does_not_block_the_active_nod
     assert runtime.sink.rejections["unexpected_reply"] == 1
 
 
+# ---------------------------------------------------------------------------------------------- the artifact's variant
+def test_the_divshare_artifacts_variant_pings_with_replacement_and_answers_pings() -> None:
+    from plexus.protocol.adpsgd_divshare import ADPSGDDivShareNode, PingPongModel
+    from plexus.protocol.swift import SwiftOptions
+
+    runtime = StubRuntime(b"n00", peers(4), parameters=2)
+    node = ADPSGDDivShareNode(runtime, SwiftOptions(local_steps=1, nodes=4, degree=6, send_concurrency=100))
+    node.start()
+    for _ in range(30):
+        runtime.finish_training(add=1.0)
+    pings = [(peer, m) for peer, m, _ in runtime.sent]
+    assert len(pings) == 30 * 3 and all(isinstance(m, PingPongModel) and m.ping for _, m in pings)
+    per_iteration = [{peer for peer, _ in pings[i:i + 3]} for i in range(0, 90, 3)]
+    assert any(len(chosen) < 3 for chosen in per_iteration)  # drawn with replacement
+    node.on_model(b"n02", PingPongModel(True, vec(4.0, 4.0)))  # a ping: kept and answered with the own model
+    peer, pong, _ = runtime.sent[-1]
+    assert peer == b"n02" and isinstance(pong, PingPongModel) and not pong.ping
+    np.testing.assert_array_equal(pong.params, node.model)
+    node.on_model(b"n03", PingPongModel(False, vec(1.0, 1.0)))  # a pong: kept, not answered
+    assert len(runtime.sent) == 91
+    runtime.finish_training(add=1.0)  # the trained model (31, 31) averaged with (4, 4) and (1, 1)
+    np.testing.assert_allclose(node.model, [12.0, 12.0])
+
+
 # ------------------------------------------------------------------------------------------------ whole runs
 def adpsgd_world(n: int, **kwargs: object) -> FakeWorld:
     options = ADPSGDOptions(local_steps=1, nodes=n)

@@ -46,6 +46,7 @@ BUILTIN_MODULES = (
     "plexus.protocol.divshare",
     "plexus.protocol.swift",
     "plexus.protocol.adpsgd",
+    "plexus.protocol.adpsgd_divshare",
 )
 EVALUATIONS = ("global", "nodes")
 CLOCKS = ("rounds", "periods")
