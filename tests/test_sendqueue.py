@@ -21,7 +21,7 @@ from plexus.sim.network import Network
 MB = 10**6
 
 
-@message(kind=64990)
+@message(kind=64980)
 class Blob(Message):
     """A test message of a chosen size (a plug-in kind no test or example uses)."""
 
