@@ -166,6 +166,13 @@ def test_which_nodes_a_decentralized_run_evaluates() -> None:
     small = evaluated_nodes(100, 5, seed=0)
     assert len(small) == 5 and small == sorted(small) and set(small) <= set(range(100))
     assert evaluated_nodes(50, 20, seed=0) != list(range(50)) and len(evaluated_nodes(50, 20, seed=0)) == 20
+    # unset: every node up to 100, else 20 of them
+    assert evaluated_nodes(50, None, seed=0) == list(range(50))
+    assert evaluated_nodes(100, None, seed=0) == list(range(100))
+    assert evaluated_nodes(1000, None, seed=0) == evaluated_nodes(1000, 20, seed=0)
+    # given: that many, whatever the number of nodes
+    few = evaluated_nodes(60, 12, seed=0)
+    assert len(few) == len(set(few)) == 12 and few == sorted(few) and few != list(range(12))
     sample = evaluated_nodes(1000, 20, seed=0)
     assert len(sample) == len(set(sample)) == 20 and sample == sorted(sample)
     assert sample == evaluated_nodes(1000, 20, seed=0) != evaluated_nodes(1000, 20, seed=1)

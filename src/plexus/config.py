@@ -89,6 +89,17 @@ class Config:
     churn: Any = _f(CHURN, None, "nodes that crash, leave and join: modest-crash, modest-join (MoDeST's "
                     "experiments) or crash-aggregator (every 10th round's aggregator crashes); :key=value,... "
                     "changes them; or a TOML file with a [churn] table")
+    # [system]: link scenarios (plexus.sim.links)
+    link_mbps: float | None = _f("system", None, "every node's uplink and downlink in Mbit/s (inf allowed), "
+                                 "instead of the trace's or synthetic bandwidths")
+    stragglers: str | None = _f("system", None, "nodes with slow links: a count (7) or a share of the "
+                                "nodes (0.5); chosen by a seeded draw")
+    straggler_mbps: str = _f("system", "10-13", "a straggler's uplink and downlink in Mbit/s: a value or a range "
+                             "LOW-HIGH drawn per straggler")
+    region_links: str | None = _f("system", None, "region-to-region link bandwidths: divshare-geo (10 regions, "
+                                  "21-405 Mbit/s) or an R x R CSV in Mbit/s; nodes in contiguous blocks per region")
+    sample_seconds: float | None = _f("system", None, "every node's training time per sample (homogeneous "
+                                      "compute), instead of the trace's or synthetic speeds")
     # [protocol]: the algorithm's options
     protocol: dict[str, Any] = field(default_factory=dict, metadata={"section": PROTOCOL, "help": ""})
 
@@ -370,7 +381,7 @@ def _no_effect(c: Config, spec: Any) -> list[str]:
 
 
 # options naming files: stored absolute in a resolved config (and so in config.toml)
-PATH_FIELDS = ("data", "capacity_trace", "latency_matrix", "availability_trace")
+PATH_FIELDS = ("data", "capacity_trace", "latency_matrix", "availability_trace", "region_links")
 
 
 def absolute_path(name: str, value: str | None) -> str | None:
@@ -378,6 +389,8 @@ def absolute_path(name: str, value: str | None) -> str | None:
     synthetic availability spec is not a path and stays as it is."""
     if value is None or value == "":
         return value
+    if name == "region_links" and "/" not in value and not value.lower().endswith(".csv"):
+        return value  # a named matrix shipped with plexus (divshare-geo)
     if name == "availability_trace":
         from plexus.sim.traces.availability import is_synthetic_spec
 
@@ -401,6 +414,8 @@ def config_warnings(config: Config) -> list[str]:
         notes.append(f"--alpha and --beta have no effect on task {config.task} (they shape the synthetic task)")
     if config.latency_values != "rtt" and not config.latency_matrix:
         notes.append("--latency-values has no effect without --latency-matrix")
+    if config.stragglers is None and config.straggler_mbps != "10-13":
+        notes.append("--straggler-mbps has no effect without --stragglers")
     return notes
 
 
@@ -431,6 +446,9 @@ def _validate(c: Config) -> None:
          f"compute_model = {c.compute_model!r}: must be one of {', '.join(COMPUTE_MODELS)}")
     need(c.compute_factor >= 0 and math.isfinite(c.compute_factor),
          f"compute_factor = {c.compute_factor}: must be a non-negative number")
+    from plexus.sim.links import check as check_links
+
+    check_links(c)
     for name in ("capacity_trace", "latency_matrix", "availability_trace"):
         path = getattr(c, name)
         if name == "availability_trace" and path is not None:

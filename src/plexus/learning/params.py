@@ -24,6 +24,7 @@ class FlatModel:
         total = sum(p.numel() for p in params)
         self.module = module
         self.size = total
+        self.layout = tuple(int(p.numel()) for p in params)  # tensor sizes in flat-vector order
         self.flat = torch.zeros(total, dtype=torch.float32)
         self.grad = torch.zeros(total, dtype=torch.float32)
         offset = 0

@@ -44,6 +44,10 @@ BUILTIN_MODULES = (
     "plexus.protocol.dpsgd",
     "plexus.protocol.gossip",
     "plexus.protocol.epidemic",
+    "plexus.protocol.divshare",
+    "plexus.protocol.swift",
+    "plexus.protocol.adpsgd",
+    "plexus.protocol.adpsgd_divshare",
 )
 EVALUATIONS = ("global", "nodes")
 CLOCKS = ("rounds", "periods")

@@ -53,8 +53,10 @@ back (:meth:`Node.rejoin` with its state, or a fresh object and :meth:`Node.join
 transmissions never complete, and messages to it are lost (their senders' transmissions fail).
 
 **The rest.** :meth:`Runtime.initial_model` is the experiment's seeded initial model, identical on every node
-and read-only; :attr:`Runtime.local_samples` the size of the node's training set; :attr:`Runtime.rng` a
-generator seeded for this node alone; :attr:`Runtime.metrics` the :class:`MetricsSink` through which a node
+and read-only; :meth:`Runtime.parameter_layout` the sizes of the model's parameter tensors in the order they lie in
+that flat vector (for algorithms that treat layers separately; by default one tensor holding everything);
+:attr:`Runtime.local_samples` the size of the node's training set; :attr:`Runtime.rng` a generator seeded for
+this node alone; :attr:`Runtime.metrics` the :class:`MetricsSink` through which a node
 reports to whoever observes the run (never to other nodes).
 """
 
@@ -256,6 +258,11 @@ class Runtime(ABC):
     @abstractmethod
     def initial_model(self) -> np.ndarray:
         """The experiment's seeded initial model, the same on every node (read-only)."""
+
+    def parameter_layout(self) -> tuple[int, ...]:
+        """The sizes of the model's parameter tensors, in flat-vector order (they sum to the vector's length).
+        A runtime that knows the model's layers overrides this; the default is one tensor holding everything."""
+        return (int(self.initial_model().size),)
 
     @property
     @abstractmethod

@@ -20,6 +20,12 @@ the sharing: such a message leaves after ``bytes / min(upload, download)`` and a
 bytes are counted like any other's; modelling it as a flow would cost a reallocation for a packet that takes
 microseconds of link time.
 
+**Pairwise links** (optional, ``pair_capacity``): a flow from u to v may also cross a link of its own, the
+directed path u -> v with a capacity of its own (a region-to-region bandwidth matrix, for example). That link is
+a third resource of the flow, shared max-min fairly with everything else that crosses it (only flows from u to v
+do). Pair links are numbered lazily as pairs start talking; a pair with an infinite capacity adds no resource.
+Without ``pair_capacity`` the flow tables and allocators are the two-resource ones, unchanged.
+
 A transfer in flight can be aborted (:meth:`Network.abort`, or every transfer of an endpoint that crashed with
 :meth:`Network.abort_endpoint`): it stops using its links at once, the bytes it had not yet sent are taken off
 the sender's count, and its ``on_abort(reason)`` runs. Once its last byte has left, a message is on the wire and
@@ -36,6 +42,7 @@ import numpy as np
 from plexus.sim.engine import EventLoop, EventTimer
 
 LatencyFn = Callable[[int, int], float]
+PairCapacityFn = Callable[[int, int], float]  # bytes/s of the directed link src -> dst (inf: no such limit)
 
 
 Arrival = Callable[[], None]
@@ -241,6 +248,98 @@ class _ManyFlows:
         return drained  # type: ignore[return-value]
 
 
+class _FewPairedFlows(_FewFlows):
+    """:class:`_FewFlows` whose flows may cross a third resource, their pair link (-1: none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair: list[int] = []
+        self.finished_pairs: list[int] = []  # pair links of the flows the last pop_finished took out
+
+    def add(self, src: int, dst: int, size: float, remaining: float, arrival: Payload, pair: int = -1) -> None:
+        super().add(src, dst, size, remaining, arrival)
+        self.pair.append(pair)
+
+    def pop_finished(self) -> list[tuple[int, int, float, Payload]]:
+        done = [i for i in range(len(self.src)) if self.remaining[i] <= _done_tolerance(self.size[i])]
+        finished = [(self.src[i], self.dst[i], self.size[i], self.arrival[i]) for i in done]
+        self.finished_pairs = [self.pair[i] for i in done]
+        for i in reversed(done):
+            for column in (self.src, self.dst, self.size, self.remaining, self.rate, self.arrival, self.pair):
+                del column[i]
+        return finished
+
+    def reallocate(self, capacity: list[float], endpoints: int, now: float) -> float:
+        down = [d + endpoints for d in self.dst]
+        self.rate = rates = _max_min_small_paired(self.src, down, self.pair, capacity)
+        load: dict[int, float] = {}
+        for i, rate in enumerate(rates):
+            for resource in (self.src[i], down[i], self.pair[i]):
+                if resource >= 0:
+                    load[resource] = load.get(resource, 0.0) + rate
+        self.saturated = {r for r, used in load.items() if used >= capacity[r] * (1 - 1e-9)}
+        return self.soonest(now)
+
+    def rates_still_fair(self, finished: list[tuple[int, int, float, Payload]], endpoints: int) -> bool:
+        if not super().rates_still_fair(finished, endpoints):
+            return False
+        saturated = self.saturated
+        assert saturated is not None
+        return not any(pair >= 0 and pair in saturated and pair in self.pair for pair in self.finished_pairs)
+
+    def drain(self) -> list[tuple[int, int, float, float, Payload, int]]:  # type: ignore[override]
+        return list(zip(self.src, self.dst, self.size, self.remaining, self.arrival, self.pair, strict=True))
+
+    def remove(self, matches: Callable[[int, int, Payload], bool]) -> list[tuple[int, float, Payload]]:
+        chosen = [i for i in range(len(self.src)) if matches(self.src[i], self.dst[i], self.arrival[i])]
+        removed = [(self.src[i], self.remaining[i], self.arrival[i]) for i in chosen]
+        for i in reversed(chosen):
+            for column in (self.src, self.dst, self.size, self.remaining, self.rate, self.arrival, self.pair):
+                del column[i]
+        if removed:
+            self.saturated = None
+        return removed
+
+
+class _ManyPairedFlows(_ManyFlows):
+    """:class:`_ManyFlows` whose flows may cross a third resource, their pair link (-1: none)."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        super().__init__(capacity)
+        self.pair = np.full(capacity, -1, dtype=np.int64)
+
+    def add(self, src: int, dst: int, size: float, remaining: float, arrival: Payload, pair: int = -1) -> None:
+        if not self.free:
+            self._grow()
+        slot = self.free[-1]
+        super().add(src, dst, size, remaining, arrival)
+        self.pair[slot] = pair
+
+    def _grow(self) -> None:
+        old = self.pair.size
+        super()._grow()
+        grown = np.full(old * 2, -1, dtype=np.int64)
+        grown[:old] = self.pair
+        self.pair = grown
+
+    def reallocate(self, capacity: np.ndarray, endpoints: int, now: float) -> float:
+        slots = self.slots()
+        rates = _max_min_vectorised_paired(self.src[slots], self.dst[slots] + endpoints, self.pair[slots], capacity)
+        self.rate[slots] = rates
+        seconds = self.remaining[slots] / rates
+        instant = (seconds <= 1e-12) | (now + seconds <= now)  # see _FewFlows.soonest
+        if instant.any():
+            self.remaining[slots[instant]] = 0.0
+            seconds[instant] = 0.0
+        return float(seconds.min())
+
+    def drain(self) -> list[tuple[int, int, float, float, Payload, int]]:  # type: ignore[override]
+        slots = self.slots().tolist()
+        drained = [(int(self.src[s]), int(self.dst[s]), float(self.size[s]), float(self.remaining[s]),
+                    self.arrival[s], int(self.pair[s])) for s in slots]
+        return drained  # type: ignore[return-value]
+
+
 class Network:
     """Transfers between endpoints 0..n-1 on an :class:`EventLoop`."""
 
@@ -250,6 +349,7 @@ class Network:
         upload_bps: np.ndarray,
         download_bps: np.ndarray,
         latency: LatencyFn,
+        pair_capacity: PairCapacityFn | None = None,
     ) -> None:
         upload = np.asarray(upload_bps, dtype=np.float64)
         download = np.asarray(download_bps, dtype=np.float64)
@@ -266,7 +366,11 @@ class Network:
         self.bytes_received = np.zeros(self.endpoints, dtype=np.int64)
         self.messages_sent = 0
         self.reallocations = 0
-        self._flows: _FewFlows | _ManyFlows = _FewFlows()
+        self._pair_capacity = pair_capacity
+        self._pair_ids: dict[tuple[int, int], int] = {}  # (src, dst) -> resource id, -1 for an unlimited pair
+        self._few: type[_FewFlows] = _FewFlows if pair_capacity is None else _FewPairedFlows
+        self._many: type[_ManyFlows] = _ManyFlows if pair_capacity is None else _ManyPairedFlows
+        self._flows: _FewFlows | _ManyFlows = self._few()
         self._last_update = 0.0
         self._completion_timer: EventTimer | None = None
         self._reallocation_pending = False
@@ -290,6 +394,8 @@ class Network:
             raise ValueError("a node does not send to itself over the network")
         if nbytes <= SMALL_MESSAGE_BYTES:
             rate = min(self._capacity_list[src], self._capacity_list[dst + self.endpoints])
+            if self._pair_capacity is not None:
+                rate = min(rate, self.pair_capacity(src, dst))
             seconds = 0.0 if rate == math.inf else nbytes / rate
             self.bytes_sent[src] += nbytes
             self.messages_sent += 1
@@ -299,14 +405,17 @@ class Network:
             return None
         self._advance()
         payload = (on_arrival, on_sent, on_abort)
-        self._flows.add(src, dst, float(nbytes), float(nbytes), payload)
+        if self._pair_capacity is None:
+            self._flows.add(src, dst, float(nbytes), float(nbytes), payload)
+        else:
+            self._flows.add(src, dst, float(nbytes), float(nbytes), payload, self._pair_id(src, dst))  # type: ignore[call-arg]
         if isinstance(self._flows, _FewFlows) and len(self._flows) > FEW_FLOWS_MAX:
-            self._switch_table(_ManyFlows())
+            self._switch_table(self._many())
         self.bytes_sent[src] += nbytes
         self.messages_sent += 1
         if not self._reallocation_pending:
             self._reallocation_pending = True
-            self.loop.defer(self._reallocate)
+            self.loop.defer(self._deferred_reallocate)
         return payload
 
     def abort(self, handle: Payload | None, reason: str = "aborted") -> bool:
@@ -328,11 +437,32 @@ class Network:
                 on_abort(reason)
         if removed and not self._reallocation_pending:
             self._reallocation_pending = True
-            self.loop.defer(self._reallocate)
+            self.loop.defer(self._deferred_reallocate)
         return len(removed)
 
     def latency(self, src: int, dst: int) -> float:
         return self._latency(src, dst)
+
+    def pair_capacity(self, src: int, dst: int) -> float:
+        """Capacity of the pair link src -> dst in bytes/s (inf when pairs are not limited)."""
+        if self._pair_capacity is None:
+            return math.inf
+        return float(self._pair_capacity(src, dst))
+
+    def _pair_id(self, src: int, dst: int) -> int:
+        key = (src, dst)
+        resource = self._pair_ids.get(key)
+        if resource is None:
+            capacity = self.pair_capacity(src, dst)
+            if math.isnan(capacity) or capacity <= 0:
+                raise ValueError(f"pair link {src} -> {dst}: capacity must be positive (inf allowed), got {capacity}")
+            if capacity == math.inf:
+                resource = -1
+            else:
+                resource = len(self._capacity_list)
+                self._capacity_list.append(capacity)
+            self._pair_ids[key] = resource
+        return resource
 
     @property
     def active_transfers(self) -> int:
@@ -344,8 +474,8 @@ class Network:
 
     # ---------------------------------------------------------------- internals
     def _switch_table(self, table: _FewFlows | _ManyFlows) -> None:
-        for src, dst, size, remaining, arrival in self._flows.drain():
-            table.add(src, dst, size, remaining, arrival)
+        for row in self._flows.drain():
+            table.add(*row)
         self._flows = table
 
     def _advance(self) -> None:
@@ -356,6 +486,11 @@ class Network:
         if elapsed > 0 and len(self._flows):
             self._flows.advance(elapsed)
         self._last_update = now
+
+    def _capacity_array(self) -> np.ndarray:
+        if self._capacity.size != len(self._capacity_list):  # pair links were added since
+            self._capacity = np.array(self._capacity_list, dtype=np.float64)
+        return self._capacity
 
     def _on_completion_timer(self) -> None:
         self._completion_timer = None
@@ -381,12 +516,18 @@ class Network:
             if sent is not None:
                 sent()
         if isinstance(self._flows, _ManyFlows) and len(self._flows) < FEW_FLOWS_BACK:
-            self._switch_table(_FewFlows())
+            self._switch_table(self._few())
         return finished
 
     def _arrive(self, dst: int, nbytes: int, callback: Arrival) -> None:
         self.bytes_received[dst] += nbytes
         callback()
+
+    def _deferred_reallocate(self) -> None:
+        # a completion handled in the same event may have reallocated already (a message queued behind one that
+        # just left starts in that event): nothing is left to do then
+        if self._reallocation_pending:
+            self._reallocate()
 
     def _reallocate(self) -> None:
         self._reallocation_pending = False
@@ -397,7 +538,7 @@ class Network:
         while len(self._flows):
             self.reallocations += 1
             flows = self._flows
-            capacity = self._capacity_list if isinstance(flows, _FewFlows) else self._capacity
+            capacity = self._capacity_list if isinstance(flows, _FewFlows) else self._capacity_array()
             soonest = flows.reallocate(capacity, self.endpoints, self.loop.now)  # type: ignore[arg-type]
             if soonest > 0.0:
                 self._completion_timer = self.loop.call_later(soonest, self._on_completion_timer)
@@ -406,12 +547,20 @@ class Network:
             self._finish_done()
 
 
-def max_min_rates(up: np.ndarray, down: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    """Max-min fair rates for flows each crossing resources ``up[i]`` and ``down[i]``.
+def max_min_rates(
+    up: np.ndarray, down: np.ndarray, capacity: np.ndarray, pair: np.ndarray | None = None
+) -> np.ndarray:
+    """Max-min fair rates for flows each crossing resources ``up[i]`` and ``down[i]`` (and ``pair[i]`` when
+    given and >= 0).
 
     ``capacity`` is indexed by resource id and may hold ``inf``. Returns one rate per flow (``inf`` for a flow
-    whose resources are both infinite).
+    whose resources are all infinite).
     """
+    if pair is not None:
+        if up.size <= SMALL_FLOWS:
+            return np.array(_max_min_small_paired(up.tolist(), down.tolist(), pair.tolist(), capacity),
+                            dtype=np.float64)
+        return _max_min_vectorised_paired(up, down, pair, capacity)
     if up.size <= SMALL_FLOWS:
         return np.array(_max_min_small(up.tolist(), down.tolist(), capacity), dtype=np.float64)
     return _max_min_vectorised(up, down, capacity)
@@ -492,6 +641,88 @@ def _max_min_small(up: list[int], down: list[int], capacity: list[float] | np.nd
             done.add(flow)
             rates[flow] = level
             for resource in (up[flow], down[flow]):
+                if level != math.inf:
+                    spare[resource] = max(spare[resource] - level, 0.0)
+                members = crossing[resource]
+                members.remove(flow)
+                if not members:
+                    del crossing[resource]
+    return rates
+
+
+def _max_min_vectorised_paired(
+    up: np.ndarray, down: np.ndarray, pair: np.ndarray, capacity: np.ndarray
+) -> np.ndarray:
+    """:func:`_max_min_vectorised` for flows crossing up to three resources: ``pair[i]`` < 0 means flow i has no
+    pair link (it crosses a dummy resource of infinite capacity instead, which never limits anyone)."""
+    flows = up.size
+    rates = np.zeros(flows, dtype=np.float64)
+    capacity = np.append(np.asarray(capacity, dtype=np.float64), math.inf)
+    pair = np.where(pair >= 0, pair, capacity.size - 1)
+    columns = [up, down, pair]
+    if 8 * flows < capacity.size:
+        used, inverse = np.unique(np.concatenate(columns), return_inverse=True)
+        columns = [inverse[:flows], inverse[flows:2 * flows], inverse[2 * flows:]]
+        capacity = capacity[used]
+    resources = capacity.size
+    spare = capacity.copy()
+    unfrozen = np.arange(flows)
+    while unfrozen.size:
+        crossing = sum(np.bincount(column[unfrozen], minlength=resources) for column in columns)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = spare / crossing
+        ids = [column[unfrozen] for column in columns]
+        shares = [share[i] for i in ids]
+        level = np.minimum(np.minimum(shares[0], shares[1]), shares[2])
+        not_minimal = np.zeros(resources, dtype=bool)
+        for i, s in zip(ids, shares, strict=True):
+            not_minimal[i[s > level]] = True
+        freeze = np.zeros(unfrozen.size, dtype=bool)
+        for i, s in zip(ids, shares, strict=True):
+            freeze |= (s == level) & ~not_minimal[i]
+        frozen = unfrozen[freeze]
+        frozen_rate = level[freeze]
+        rates[frozen] = frozen_rate
+        finite = np.isfinite(frozen_rate)
+        if finite.any():
+            used = sum(np.bincount(column[frozen[finite]], weights=frozen_rate[finite], minlength=resources)
+                       for column in columns)
+            spare = np.maximum(spare - used, 0.0)
+        unfrozen = unfrozen[~freeze]
+    return rates
+
+
+def _max_min_small_paired(
+    up: list[int], down: list[int], pair: list[int], capacity: list[float] | np.ndarray
+) -> list[float]:
+    """:func:`_max_min_small` for flows crossing up to three resources (``pair[i]`` < 0: no pair link)."""
+    paths = [(u, d) if p < 0 else (u, d, p) for u, d, p in zip(up, down, pair, strict=True)]
+    flows = len(paths)
+    spare: dict[int, float] = {}
+    crossing: dict[int, list[int]] = {}
+    for flow, path in enumerate(paths):
+        for resource in path:
+            members = crossing.get(resource)
+            if members is None:
+                crossing[resource] = [flow]
+                spare[resource] = float(capacity[resource])
+            else:
+                members.append(flow)
+    rates = [0.0] * flows
+    while crossing:
+        share = {resource: spare[resource] / len(members) for resource, members in crossing.items()}
+        frozen: list[tuple[int, float]] = []
+        for resource, members in crossing.items():
+            level = share[resource]
+            if all(share[other] >= level for flow in members for other in paths[flow]):
+                frozen.extend((flow, level) for flow in members)
+        done: set[int] = set()
+        for flow, level in frozen:
+            if flow in done:
+                continue
+            done.add(flow)
+            rates[flow] = level
+            for resource in paths[flow]:
                 if level != math.inf:
                     spare[resource] = max(spare[resource] - level, 0.0)
                 members = crossing[resource]

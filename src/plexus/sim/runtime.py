@@ -86,6 +86,9 @@ class SimRuntime(Runtime):
     def initial_model(self) -> np.ndarray:
         return self.world.initial_params
 
+    def parameter_layout(self) -> tuple[int, ...]:
+        return self.world.layout
+
     @property
     def local_samples(self) -> int:
         return self.world.local_samples(self.index)

@@ -46,6 +46,7 @@ from plexus.protocol.node import Node
 from plexus.protocol.registry import Algorithm, algorithm
 from plexus.protocol.view import PeerInfo, View, roster_of
 from plexus.rng import stream, stream_seed
+from plexus.sim import links
 from plexus.sim.churn import Churn, ChurnRuntime, bootstrap_roster, parse_churn
 from plexus.sim.compute import ComputeModel
 from plexus.sim.engine import EventLoop
@@ -383,6 +384,7 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
 
     profiles = build_profiles(config.nodes, config.seed, config.capacity_trace, config.latency_matrix,
                               config.latency_values)
+    profiles, pair_capacity, _ = links.apply(profiles, config, config.nodes, config.seed)
     log.info("system: %s", profiles.description)
     availability = None
     if config.availability_trace:
@@ -410,13 +412,13 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
         latency_fn = latency
 
     loop = EventLoop()
-    network = Network(loop, upload, download, latency_fn)
+    network = Network(loop, upload, download, latency_fn, pair_capacity)
     compute = ComputeModel(profiles.seconds_per_sample, config.batch_size, config.compute_factor,
                            per_step=config.compute_model == "per-step")
     peers = [PeerInfo(node_ids[i], float(profiles.upload_bps[i]), float(profiles.download_bps[i]))
              for i in range(config.nodes)]
     roster = roster_of(peers)  # every node's view starts from this one shared roster
-    world = World(config.seed, loop, network, compute, trainer, node_ids, config.nodes, initial)
+    world = World(config.seed, loop, network, compute, trainer, node_ids, config.nodes, initial, model.layout)
     observer = make_observer(config, spec, options, loop, network, evaluator, task.metric, world, progress)
     world.on_progress = observer.note_progress
     node_class = spec.node

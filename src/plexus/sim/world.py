@@ -45,6 +45,7 @@ class World:
         node_ids: list[bytes],
         data_nodes: int,
         initial_params: np.ndarray,
+        layout: tuple[int, ...] | None = None,
     ) -> None:
         self.seed = seed
         self.loop = loop
@@ -57,6 +58,10 @@ class World:
         initial_params = np.array(initial_params, dtype=np.float32)
         initial_params.flags.writeable = False
         self.initial_params = initial_params
+        # the sizes of the model's parameter tensors in flat-vector order (Runtime.parameter_layout)
+        self.layout = tuple(layout) if layout is not None else (int(initial_params.size),)
+        if sum(self.layout) != initial_params.size:
+            raise ValueError(f"parameter layout {self.layout} does not add up to {initial_params.size} parameters")
         self.nodes: list[Node] = []
         self.runtimes: list[SimRuntime] = []
         self.online = [True] * len(node_ids)
