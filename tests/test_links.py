@@ -180,7 +180,7 @@ def test_the_network_honours_straggler_and_region_speeds() -> None:
     ({"link_mbps": 0}, "link_mbps = 0"),
     ({"link_mbps": -5}, "link_mbps = -5"),
     ({"sample_seconds": -1}, "sample_seconds = -1"),
-    ({"region_links": "nowhere.csv"}, "region_links = nowhere.csv: no such file"),
+    ({"region_links": "nowhere.csv"}, "nowhere.csv: no such file"),
     ({"eval_samples": 0}, "eval_samples = 0"),
     ({"eval_nodes": 0}, "eval_nodes = 0"),
 ])

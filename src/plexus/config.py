@@ -415,7 +415,8 @@ def config_warnings(config: Config) -> list[str]:
     if config.latency_values != "rtt" and not config.latency_matrix:
         notes.append("--latency-values has no effect without --latency-matrix")
     if config.stragglers is None and config.straggler_mbps != "10-13":
-        notes.append("--straggler-mbps has no effect without --stragglers")
+        notes.append(f"straggler_mbps = {config.straggler_mbps!r} has no effect: no stragglers are set "
+                     f"(--stragglers)")
     return notes
 
 
