@@ -268,14 +268,12 @@ class NodesObserver(Observer):
         now = self.loop.now
         if now == self._last_evaluation_time:
             return
-        metrics, losses = [], []
-        for index in self.evaluated:
-            params = self.model_of(index)
-            if params is None:
-                continue
-            result = self.evaluator.evaluate(params)
-            metrics.append(result.metric)
-            losses.append(result.loss)
+        models = [params for params in map(self.model_of, self.evaluated) if params is not None]
+        # an executor's evaluate_many spreads the models over its workers (same results, in order)
+        many = getattr(self.evaluator, "evaluate_many", None)
+        results = many(models) if many is not None else [self.evaluator.evaluate(params) for params in models]
+        metrics = [result.metric for result in results]
+        losses = [result.loss for result in results]
         if not metrics:
             return
         self._last_evaluation_time = now
