@@ -1,5 +1,5 @@
 """Subcommands of the ``plexus`` CLI; each module has ``register(subparsers)`` that sets ``handler``."""
 
-from plexus.commands import algorithms, compare, simulate, tasks, traces
+from plexus.commands import algorithms, compare, resume, simulate, tasks, traces
 
-SUBCOMMANDS = [simulate, compare, algorithms, traces, tasks]
+SUBCOMMANDS = [simulate, resume, compare, algorithms, traces, tasks]

@@ -15,6 +15,7 @@ import torch
 
 from plexus import __version__
 from plexus.config import Config, algorithm_options, resolve, task_options
+from plexus.learning.executors import Executor, ExecutorSettings, TrainerSpec, make_executor, shared_data
 from plexus.learning.params import FlatModel
 from plexus.learning.partition import parse_partition, partition
 from plexus.learning.tasks import task_class
@@ -24,6 +25,7 @@ from plexus.protocol.fedavg import SERVER_ID
 from plexus.protocol.registry import Algorithm, algorithm
 from plexus.protocol.view import PeerInfo, View, roster_of
 from plexus.rng import stream, stream_seed
+from plexus.sim.checkpoint import Learning, SimulationState, remove_checkpoint, run_loop
 from plexus.sim.compute import ComputeModel
 from plexus.sim.engine import EventLoop
 from plexus.sim.network import Network
@@ -64,13 +66,10 @@ def run_simulation(config: Config, progress: ProgressFn | None = None) -> Result
         handler.close()
 
 
-def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list[str]) -> Results:
-    wall_start = time.perf_counter()
+def build_learning(config: Config) -> Learning:
+    """The run's learning side, rebuilt identically from the config alone (a resume rebuilds it): the task and
+    its data, the partition, the seeded initial model, the trainer, the evaluator and the executor."""
     assert config.nodes is not None and config.batch_size is not None and config.lr is not None
-    log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
-             config.nodes, config.seed)
-    spec = algorithm(config.algorithm)
-    options = algorithm_options(config)
     task = task_class(config.task)(task_options(config))
     data = task.load(config.data, config.seed)
     parts = partition(
@@ -83,11 +82,38 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list
     )
     torch.manual_seed(stream_seed(config.seed, "model-init"))
     model = FlatModel(task.build_model(data))
-    initial = model.vector()
     sgd = SGDSettings(config.batch_size, config.lr, config.momentum or 0.0, config.weight_decay)
     trainer = LocalTrainer(task, data, parts, sgd, config.seed, model)
     evaluator = Evaluator(task, data, model)
+    settings = executor_settings(config)
 
+    def spec() -> TrainerSpec:
+        return TrainerSpec(type(task), task_options(config), shared_data(data), parts, sgd, config.seed)
+
+    executor = make_executor(settings, trainer, evaluator, spec)
+    if settings.kind != "inline":
+        log.info("executor: %s", describe_executor(executor))
+    return Learning(task, data, model, trainer, evaluator, executor)
+
+
+def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list[str]) -> Results:
+    wall_start = time.perf_counter()
+    assert config.nodes is not None and config.batch_size is not None and config.lr is not None
+    log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
+             config.nodes, config.seed)
+    spec = algorithm(config.algorithm)
+    options = algorithm_options(config)
+    learning = build_learning(config)
+    try:
+        return _run_built(config, out_dir, progress, notes, spec, options, learning, wall_start)
+    finally:
+        learning.executor.close()
+
+
+def _run_built(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list[str], spec: Algorithm,
+               options: Any, learning: Learning, wall_start: float) -> Results:
+    assert config.nodes is not None and config.batch_size is not None
+    initial = learning.model.vector()
     profiles = build_profiles(config.nodes, config.seed, config.capacity_trace, config.latency_matrix,
                               config.latency_values)
     log.info("system: %s", profiles.description)
@@ -121,8 +147,10 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list
     peers = [PeerInfo(node_ids[i], float(profiles.upload_bps[i]), float(profiles.download_bps[i]))
              for i in range(config.nodes)]
     roster = roster_of(peers)  # every node's view starts from this one shared roster
-    world = World(config.seed, loop, network, compute, trainer, node_ids, config.nodes, initial)
-    observer = make_observer(config, spec, options, loop, network, evaluator, task.metric, world, progress)
+    world = World(config.seed, loop, network, compute, learning.trainer, node_ids, config.nodes, initial)
+    world.executor = learning.executor
+    observer = make_observer(config, spec, options, loop, network, learning.evaluation, learning.task.metric,
+                             world, progress)
     world.on_progress = observer.note_progress
     node_class = spec.node
     for _ in range(config.nodes):
@@ -133,22 +161,37 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list
         server = spec.server
         world.attach(lambda runtime: server(runtime, options), observer, View(server_roster))
 
-    setup_wall = time.perf_counter() - wall_start
-    loop_start = time.perf_counter()
+    state = SimulationState(config=config, world=world, observer=observer, notes=notes,
+                            until=config.duration if config.duration is not None else math.inf,
+                            setup_wall_seconds=time.perf_counter() - wall_start)
     observer.start()
     observer.watch_stalls(stall_timeout(config, spec, options, notes))
     for node in world.nodes:
         node.start()
-    until = config.duration if config.duration is not None else math.inf
-    loop.run(until=until)
+    return drive(state, learning, out_dir, progress)
+
+
+def drive(state: SimulationState, learning: Learning, out_dir: Path, progress: ProgressFn | None) -> Results:
+    """Run the event loop to its end (checkpointing as asked, see :mod:`plexus.sim.checkpoint`), then stop the
+    nodes, evaluate the last models and write the results folder. A resumed run continues here."""
+    config, world, observer = state.config, state.world, state.observer
+    loop = world.loop
+    loop_start = time.perf_counter()
+    run_loop(state, learning, out_dir, progress)
+    until = state.until
     stall = _stall(observer, loop, until)
     for node in world.nodes:
         node.stop()
     observer.finish()
-    loop_wall = time.perf_counter() - loop_start
+    state.loop_wall_seconds += time.perf_counter() - loop_start
+    loop_wall = state.loop_wall_seconds
+    notes = state.notes
+    executor = learning.executor
 
-    wall = time.perf_counter() - wall_start
-    summary = summarise(config, task, observer, world, model.size, trainer, evaluator)
+    wall = state.setup_wall_seconds + loop_wall
+    spec = algorithm(config.algorithm)
+    summary = summarise(config, learning.task, observer, world, learning.model.size, executor,
+                        learning.evaluation)
     summary["traits"] = spec.traits.as_dict()
     summary["stalled"] = stall is not None
     if stall is not None:
@@ -160,18 +203,35 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, notes: list
     if isinstance(observer, NodesObserver):
         summary["evaluated_nodes"] = len(observer.evaluated)
     summary["warnings"] = list(notes)
-    summary.update(wall_seconds=wall, setup_wall_seconds=setup_wall, loop_wall_seconds=loop_wall)
-    work = trainer.wall_seconds + evaluator.wall_seconds
+    summary.update(wall_seconds=wall, setup_wall_seconds=state.setup_wall_seconds, loop_wall_seconds=loop_wall)
+    summary["executor"] = executor.name
+    if state.resumed:
+        summary["resumed"] = state.resumed
+    work = executor.wall_seconds + learning.evaluation.wall_seconds
     summary["overhead_fraction"] = max(0.0, 1.0 - work / loop_wall) if loop_wall > 0 else 0.0
     results = Results(out_dir, summary)
     results.metrics = observer.rows
     results.rounds = observer.round_rows
-    metric_columns = ["time_s", "round", task.metric, f"{task.metric}_std", "loss", "bytes_total",
+    metric = learning.task.metric
+    metric_columns = ["time_s", "round", metric, f"{metric}_std", "loss", "bytes_total",
                       "messages_total", "train_seconds_total"]
     results.write(config.to_toml(), metric_columns)
+    remove_checkpoint(out_dir)
     log.info("finished: %s", {k: results.summary[k] for k in ("rounds_completed", "virtual_seconds",
                                                                "wall_seconds")})
     return results
+
+
+def executor_settings(config: Config) -> ExecutorSettings:
+    """``--executor``, ``--workers``, ``--device``, ``--ray-address``, ``--batch-models`` of a config."""
+    return ExecutorSettings(config.executor, config.workers, config.device, config.ray_address,
+                            config.batch_models)
+
+
+def describe_executor(executor: Executor) -> str:
+    workers = getattr(executor, "workers", None)
+    device = getattr(executor, "device", None)
+    return executor.name + (f", {workers} workers" if workers else "") + (f", device {device}" if device else "")
 
 
 def stall_timeout(config: Config, spec: Algorithm, options: Any, notes: list[str]) -> float:
@@ -212,7 +272,7 @@ def make_observer(
     options: Any,
     loop: EventLoop,
     network: Network,
-    evaluator: Evaluator,
+    evaluator: Any,
     metric: str,
     world: World,
     progress: ProgressFn | None,
@@ -246,8 +306,8 @@ def summarise(
     observer: Observer,
     world: World,
     parameters: int,
-    trainer: LocalTrainer,
-    evaluator: Evaluator,
+    trainer: Any,
+    evaluator: Any,
 ) -> dict[str, Any]:
     metric = task.metric
     final = observer.rows[-1][metric] if observer.rows else math.nan
