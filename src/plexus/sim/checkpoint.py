@@ -35,6 +35,7 @@ Wall-clock figures in ``summary.json`` add up the segments; ``summary["resumed"]
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import os
@@ -66,6 +67,7 @@ log = logging.getLogger("plexus.run")
 CHECKPOINT_FILE = "checkpoint.pkl"
 MAGIC = b"PLEXUS-CHECKPOINT-1\n"
 POLL_EVENTS = 1024
+GC_THRESHOLD = 50_000
 RESUME_OVERRIDES = frozenset({"executor", "workers", "device", "ray_address", "batch_models", "checkpoint_every"})
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -233,6 +235,12 @@ def run_loop(state: SimulationState, learning: Learning, out_dir: Path, progress
     previous = signal.signal(signal.SIGINT, checkpointer.on_sigint) if main else None
     loop.pause_check = checkpointer.should_pause
     loop.pause_every = POLL_EVENTS
+    # The objects built so far (data, nodes, views, topology) live for the whole run: frozen out of the
+    # collector's generations, they are no longer traversed by every full collection; a larger first
+    # generation makes collections rarer (the loop allocates many short-lived, acyclic objects).
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
     try:
         while True:
             loop.run(until=state.until)
@@ -251,6 +259,8 @@ def run_loop(state: SimulationState, learning: Learning, out_dir: Path, progress
                             loop.now, out_dir)
                 raise KeyboardInterrupt
     finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
         loop.pause_check = None
         if main:
             signal.signal(signal.SIGINT, previous)
