@@ -290,6 +290,17 @@ class TrainerSpec:
 def shared_data(data: TaskData) -> TaskData:
     """The task data with its tensors moved to shared memory (so workers map rather than copy them); the
     parent keeps using the same tensors."""
+    import shutil
+
+    needed = sum(t.element_size() * t.nelement() for d in (data.train, data.test) for t in (d.x, d.y))
+    try:
+        free = shutil.disk_usage("/dev/shm").free
+    except OSError:
+        free = None
+    if free is not None and needed > free:
+        raise ConfigError(f"executor = pool: the task's data needs {needed / 1e6:.0f} MB of shared memory and "
+                          f"/dev/shm has {free / 1e6:.0f} MB free (enlarge it, e.g. docker --shm-size, or use "
+                          f"--executor inline)")
     for dataset in (data.train, data.test):
         for tensor in (dataset.x, dataset.y):
             tensor.share_memory_()
