@@ -36,14 +36,30 @@ def learning(settings_json: str) -> Any:
     return build_learning(config), config
 
 
+def make_client(settings_json: str) -> Any:
+    """A Flower client that trains the node the round's config names, with this package's trainer."""
+    from flwr.client import NumPyClient
+
+    from plexus.learning.trainer import TrainJob
+
+    class Client(NumPyClient):
+        def fit(self, parameters: list[np.ndarray], fit_config: dict[str, Any]) -> Any:
+            learn, config = learning(settings_json)
+            job = TrainJob(int(fit_config["node"]), int(fit_config["job"]),
+                           np.asarray(parameters[0], dtype=np.float32), int(config.local_steps))
+            output = learn.trainer.run(job)
+            return [output.params], 1, {"node": int(fit_config["node"]), "loss": float(output.loss)}
+
+    return Client().to_client()
+
+
 def main() -> None:
-    from flwr.client import ClientApp, NumPyClient
+    from flwr.client import ClientApp
     from flwr.common import Context, FitIns, ndarrays_to_parameters, parameters_to_ndarrays
     from flwr.server import ServerApp, ServerAppComponents, ServerConfig
     from flwr.server.strategy import FedAvg
     from flwr.simulation import run_simulation
 
-    from plexus.learning.trainer import TrainJob
     from plexus.protocol.aggregation import average
     from plexus.rng import stream
     from plexus.sim.world import node_id_of
@@ -53,18 +69,9 @@ def main() -> None:
     nodes, sample, rounds, seed = settings["nodes"], settings["sample_size"], settings["rounds"], settings["seed"]
     learn, config = learning(settings_json)
     initial = learn.model.vector()
-    steps = int(config.local_steps)
-
-    class Client(NumPyClient):
-        def fit(self, parameters: list[np.ndarray], fit_config: dict[str, Any]) -> Any:
-            trainer = learning(settings_json)[0].trainer
-            job = TrainJob(int(fit_config["node"]), int(fit_config["job"]),
-                           np.asarray(parameters[0], dtype=np.float32), steps)
-            output = trainer.run(job)
-            return [output.params], 1, {"node": int(fit_config["node"]), "loss": float(output.loss)}
 
     def client_fn(context: Context) -> Any:
-        return Client().to_client()
+        return make_client(settings_json)
 
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -117,4 +124,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import os
+    from pathlib import Path
+
+    # Ray's workers unpickle the client functions by module name: make this file importable as flower_side
+    here = str(Path(__file__).resolve().parent)
+    sys.path.insert(0, here)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    import flower_side  # type: ignore[import-not-found]
+
+    flower_side.main()
