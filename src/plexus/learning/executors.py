@@ -309,8 +309,11 @@ def shared_data(data: TaskData) -> TaskData:
 
 
 def _pool_worker(spec: TrainerSpec, shm_name: str, slots: int, size: int, requests: Any, replies: Any) -> None:
+    import signal
     from multiprocessing import shared_memory
 
+    # Ctrl-C reaches the whole process group: the simulator handles it (a checkpoint, then close()), workers not
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     trainer, evaluator = spec.build()
     memory = shared_memory.SharedMemory(name=shm_name)
