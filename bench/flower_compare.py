@@ -120,12 +120,13 @@ def per_round(walls: list[float]) -> float:
     return statistics.median(intervals) if intervals else (walls[0] if walls else float("nan"))
 
 
-def compare(task: str, rounds: int, data: str | None, python: Path) -> None:
+def compare(task: str, rounds: int, data: str | None, python: Path, executor: str = "inline") -> None:
     settings: dict[str, Any] = {"task": task, "nodes": 100, "sample_size": 13, "rounds": rounds, "seed": 0,
                                 "local_steps": 5, "batch_size": 20}
     if data:
         settings["data"] = data
-    ours, our_wall, our_pss = measured([sys.executable, "-c", PLEXUS_CHILD, json.dumps(settings)])
+    ours, our_wall, our_pss = measured([sys.executable, "-c", PLEXUS_CHILD,
+                                        json.dumps({**settings, "executor": executor})])
     our_round = ours["loop"] / max(1, ours["rounds"])
     theirs, their_wall, their_pss = measured([str(python), str(HERE / "flower_side.py"), json.dumps(settings)])
     their_round = per_round([row["wall"] for row in theirs["rows"]])
@@ -134,7 +135,8 @@ def compare(task: str, rounds: int, data: str | None, python: Path) -> None:
     common = sorted(set(mine) & set(flower))
     gaps = [abs(mine[r] - flower[r]) for r in common]
     same = bool(common) and max(gaps) == 0.0
-    print(f"{task}: {rounds} rounds, 100 clients, 13 per round")
+    print(f"{task}: {rounds} rounds, 100 clients, 13 per round (plexus executor: {executor}; Flower: one Ray "
+          f"actor per core)")
     print(f"  {'':8s} {'s/round':>9s} {'end-to-end s':>13s} {'peak PSS MB':>12s} {'final accuracy':>15s}")
     print(f"  {'plexus':8s} {our_round:9.4f} {our_wall:13.1f} {our_pss / 1e6:12.0f} {mine[max(mine)]:15.4f}")
     print(f"  {'flower':8s} {their_round:9.4f} {their_wall:13.1f} {their_pss / 1e6:12.0f} "
@@ -156,6 +158,9 @@ def main() -> None:
     parser.add_argument("--digits-rounds", type=int, default=100)
     parser.add_argument("--cifar-rounds", type=int, default=20)
     parser.add_argument("--cifar-data", default=str(DEFAULT_CIFAR))
+    parser.add_argument("--executor", default=None, help="this simulator's executor (default: inline on digits, "
+                        "where a job takes about a millisecond, pool on CIFAR-10, like Flower's one Ray actor per "
+                        "core)")
     args = parser.parse_args()
     venv = Path(args.venv)
     if args.setup:
@@ -166,9 +171,9 @@ def main() -> None:
     print(f"CPU: {cpu_name()}; load average at start: {load_average()}")
     for task in [t.strip() for t in args.tasks.split(",") if t.strip()]:
         if task == "digits":
-            compare("digits", args.digits_rounds, None, python)
+            compare("digits", args.digits_rounds, None, python, args.executor or "inline")
         elif task == "cifar10":
-            compare("cifar10", args.cifar_rounds, args.cifar_data, python)
+            compare("cifar10", args.cifar_rounds, args.cifar_data, python, args.executor or "pool")
         else:
             parser.error(f"unknown task {task!r} (digits or cifar10)")
     print(f"load average at end: {load_average()}")
