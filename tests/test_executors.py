@@ -43,6 +43,7 @@ def test_pool_gives_byte_identical_metrics_to_inline_with_abandoned_training(tmp
     assert pool.summary["bytes_total"] == inline.summary["bytes_total"]
 
 
+@pytest.mark.slow
 def test_pool_evaluates_node_models_like_inline(tmp_path: Path) -> None:
     config = {"algorithm": "dpsgd", "nodes": 10, "topology": "regular:3", "rounds": 4, "eval_every": 2}
     assert files(run(tmp_path, "pool", executor="pool", workers=2, **config)) == files(run(tmp_path, "inline",
