@@ -7,7 +7,8 @@ model evaluated on the test set after every round. Two workloads: ``digits`` (th
 MLP, 100 rounds) and ``cifar10`` (GN-LeNet, 85,354 parameters, ``--cifar-rounds`` rounds): Flower's per-round
 cost is mostly its message polling, so the heavier model narrows the gap.
 
-For each side it prints the wall time per round (median of the rounds' own intervals), the end-to-end wall time
+For each side it prints the wall time per round (median interval between two rounds' evaluations, so start-up
+and the first round are left out on both sides), the end-to-end wall time
 (process start to exit), the peak memory of the whole process tree (PSS: Ray's processes included, shared pages
 counted once), and the accuracy at equal rounds: ``identical`` when every round's accuracy is equal, else the
 largest difference. Ratios are Flower / this simulator.
@@ -42,11 +43,16 @@ PLEXUS_CHILD = r"""
 import json, sys, tempfile, time
 started = time.perf_counter()
 import plexus
+from plexus.config import config_from_mapping, resolve
+from plexus.sim.simulation import run_simulation
 settings = json.loads(sys.argv[1])
+walls = []
 with tempfile.TemporaryDirectory() as out:
-    result = plexus.simulate({**settings, "algorithm": "fedavg", "success_fraction": 1.0, "eval_every": 1,
-                              "out": out})
-rows = [{"round": r["round"], "metric": r[result.metric], "loss": r["loss"]} for r in result.metrics]
+    config = resolve(config_from_mapping({**settings, "algorithm": "fedavg", "success_fraction": 1.0,
+                                          "eval_every": 1, "out": out}))
+    result = run_simulation(config, progress=lambda row: walls.append(time.perf_counter() - started))
+rows = [{"round": r["round"], "metric": r[result.metric], "loss": r["loss"], "wall": w}
+        for r, w in zip(result.metrics, walls)]
 print(json.dumps({"rows": rows, "loop": result.summary["loop_wall_seconds"],
                   "rounds": result.summary["rounds_completed"], "wall": time.perf_counter() - started}))
 """
@@ -127,7 +133,7 @@ def compare(task: str, rounds: int, data: str | None, python: Path, executor: st
         settings["data"] = data
     ours, our_wall, our_pss = measured([sys.executable, "-c", PLEXUS_CHILD,
                                         json.dumps({**settings, "executor": executor})])
-    our_round = ours["loop"] / max(1, ours["rounds"])
+    our_round = per_round([row["wall"] for row in ours["rows"]])
     theirs, their_wall, their_pss = measured([str(python), str(HERE / "flower_side.py"), json.dumps(settings)])
     their_round = per_round([row["wall"] for row in theirs["rows"]])
     mine = {row["round"]: row["metric"] for row in ours["rows"]}
