@@ -225,3 +225,36 @@ def test_a_transfer_too_close_to_its_end_for_the_clock_to_move_finishes_now(tabl
     soonest = flows.reallocate(capacity if table is _FewFlows else np.array(capacity), 2, now)
     assert now + 3e-12 == now and soonest == 0.0
     assert [src for src, *_ in flows.pop_finished()] == [0]
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_allocation_gives_the_same_arrivals_as_full_reallocations(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bursts of transfers from one sender (a D-PSGD node sending to its neighbours), many in flight: giving only
+    the new flows their rates, or skipping a reallocation when a finished flow freed no shared bottleneck, must
+    change no arrival time."""
+    import plexus.sim.network as network
+
+    rng = np.random.default_rng(seed)
+    nodes = 60
+    upload = rng.uniform(1e5, 1e6, nodes)
+    download = rng.uniform(5e5, 1e7, nodes)
+    download[:5] = rng.uniform(1e4, 5e4, 5)  # a few slow receivers whose downlinks saturate
+    transfers = []
+    for sender in rng.permutation(nodes)[:50]:
+        start = float(rng.uniform(0, 5))
+        size = int(rng.integers(2_000, 200_000))
+        for receiver in rng.choice([n for n in range(nodes) if n != sender], 6, replace=False):
+            transfers.append((start, int(sender), int(receiver), size))
+
+    def simulate(incremental: bool) -> tuple[list[float], int]:
+        monkeypatch.setattr(network, "INCREMENTAL", incremental)
+        monkeypatch.setattr(network, "FEW_FLOWS_MAX", 8)
+        monkeypatch.setattr(network, "FEW_FLOWS_BACK", 4)
+        loop = EventLoop()
+        net = Network(loop, upload, download, lambda u, v: 0.001 * (u + v))
+        times = arrivals(loop, net, transfers)
+        return times, net.incremental_allocations
+
+    full, none = simulate(False)
+    incremental, used = simulate(True)
+    assert none == 0 and used > 0
+    assert incremental == full

@@ -59,6 +59,15 @@ class Config:
     plugin: str | None = _f("run", None, "comma list of plug-in modules (or .py files) that register algorithms")
     eval_samples: int | None = _f("run", None, "evaluate on a fixed seeded subset of N test samples (default: "
                                   "the whole test set)")
+    executor: str = _f("run", "inline", "where training and evaluation run: inline, pool (worker processes), "
+                       "ray (plexus[ray]) or batched (torch.func vmap, for --device cuda); results do not depend "
+                       "on it")
+    workers: int | None = _f("run", None, "pool / ray: worker processes or actors (default: every core)")
+    device: str = _f("run", "cpu", "batched executor: torch device (cpu, cuda, cuda:N)")
+    ray_address: str | None = _f("run", None, "ray executor: address of a Ray cluster (default: a local instance)")
+    batch_models: int = _f("run", 256, "batched executor: most models trained in one pass")
+    checkpoint_every: float | None = _f("run", None, "write a resumable checkpoint every X wall seconds "
+                                        "(plexus resume RESULT_DIR continues the run)")
     # [task]
     task: str = _f("task", "digits", "learning task")
     data: str | None = _f("task", None, "path of the task's data (not needed for digits and synthetic)")
@@ -440,6 +449,11 @@ def _validate(c: Config) -> None:
     need(c.eval_samples is None or c.eval_samples >= 1, f"eval_samples = {c.eval_samples}: must be >= 1")
     need(c.eval_interval is None or (c.eval_interval > 0 and math.isfinite(c.eval_interval)),
          f"eval_interval = {c.eval_interval}: must be a positive number of seconds")
+    from plexus.learning.executors import ExecutorSettings
+
+    ExecutorSettings(c.executor, c.workers, c.device, c.ray_address, c.batch_models).check()
+    need(c.checkpoint_every is None or (c.checkpoint_every > 0 and math.isfinite(c.checkpoint_every)),
+         f"checkpoint_every = {c.checkpoint_every}: must be a positive number of seconds")
     need(c.stall_timeout > 0, f"stall_timeout = {c.stall_timeout}: must be a positive number of seconds (inf allowed)")
     need(c.server_bandwidth > 0, f"server_bandwidth = {c.server_bandwidth}: must be > 0 (inf allowed)")
     need(c.latency_values in ("rtt", "one-way"), f"latency_values = {c.latency_values!r}: must be rtt or one-way")

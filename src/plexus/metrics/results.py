@@ -38,7 +38,8 @@ STUDY_FILE = "study.json"
 STATUSES = ("completed", "interrupted", "failed", "stalled", "running")
 # what plexus writes into a results, study or comparison folder: --overwrite only ever deletes folders like these
 _OWN_FILES = frozenset({METRICS_FILE, ROUNDS_FILE, SUMMARY_FILE, CONFIG_FILE, LOG_FILE, STUDY_FILE, EVENTS_FILE,
-                        SAMPLES_FILE, "churn.png",
+                        SAMPLES_FILE, "churn.png", "checkpoint.pkl",
+                        "checkpoint.pkl.tmp",
                         "comparison.csv", "comparison.md", "convergence.png", "round-durations.png"})
 EVENT_COLUMNS = ["time_s", "node", "event"]
 SAMPLE_COLUMNS = ["round", "time_s", "aggregator", "models", "sampled", "participants"]

@@ -77,6 +77,12 @@ class Message:
     __slots__ = ("wire_size",)
     wire_size: int
     kind: ClassVar[int]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # pickled (simulation checkpoints) as a constructor call, which re-checks, re-freezes the model and
+        # recomputes wire_size (a slotted frozen dataclass's own pickling would drop wire_size)
+        return type(self), tuple(getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
     _fixed: ClassVar[struct.Struct]
     _scalar_names: ClassVar[tuple[str, ...]]
     _scalar_types: ClassVar[tuple[tuple[str, type], ...]]

@@ -52,6 +52,11 @@ class EventLoop:
         self._stopped = False
         self._deferred: list[Callable[[], Any]] = []
         self.events_processed = 0
+        # checkpoints (plexus.sim.checkpoint): every pause_every events, run() asks pause_check() whether to
+        # return early, between two events; paused tells the caller it did
+        self.pause_check: Callable[[], bool] | None = None
+        self.pause_every = 1024
+        self.paused = False
 
     @property
     def now(self) -> float:
@@ -110,6 +115,10 @@ class EventLoop:
         """Scheduled timers other than daemons (cancelled ones included until they are popped)."""
         return len(self._heap) - self._daemons
 
+    def scheduled(self) -> list[tuple[float, int, EventTimer]]:
+        """The heap's entries (time, sequence, timer), cancelled ones included, in no particular order."""
+        return list(self._heap)
+
     @property
     def stopped(self) -> bool:
         """Whether the last :meth:`run` ended because :meth:`stop` was called."""
@@ -118,12 +127,16 @@ class EventLoop:
     def run(self, until: float = math.inf) -> None:
         """Process events in order until only daemon timers are left, ``stop()`` is called, or time would pass
         ``until`` (the clock then reads ``until``). When the queue runs dry first the clock stays at the last
-        event: nothing happened after it."""
+        event: nothing happened after it. With ``pause_check`` set, it also returns (``paused`` True) when
+        that says so; calling ``run`` again continues exactly where it paused."""
         heap = self._heap
         pop = heapq.heappop
         self._stopped = False
+        self.paused = False
         processed = 0
         deferred = self._deferred
+        check = self.pause_check
+        every = self.pause_every
         if deferred:
             self._run_deferred()
         try:
@@ -141,5 +154,8 @@ class EventLoop:
                 timer.callback(*timer.args)
                 if deferred:
                     self._run_deferred()
+                if check is not None and processed % every == 0 and check():
+                    self.paused = True
+                    break
         finally:
             self.events_processed += processed

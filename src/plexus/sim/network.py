@@ -53,6 +53,7 @@ Payload = tuple[Arrival, Arrival | None, Abort | None]
 SMALL_MESSAGE_BYTES = 1500
 FEW_FLOWS_MAX = 32  # above this many transfers, switch to the NumPy flow table
 FEW_FLOWS_BACK = 12  # and back to plain Python below this many
+INCREMENTAL = True  # allocate only the new flows when that is exact (see _ManyFlows.add_fresh)
 
 
 def _done_tolerance(size: float) -> float:
@@ -154,7 +155,13 @@ class _FewFlows:
 class _ManyFlows:
     """Flow table for many transfers: NumPy arrays with reusable slots."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, resources: int = 0) -> None:
+        # incremental bookkeeping (see Network._reallocate): flows per resource, the resources loaded to
+        # capacity by the current rates (None while unknown), and the flows added since the last allocation
+        self.users = np.zeros(resources, dtype=np.int64)
+        self.load = np.zeros(resources, dtype=np.float64)  # rates summed per resource
+        self.saturated: np.ndarray | None = None
+        self.fresh: list[int] = []
         self.src = np.zeros(capacity, dtype=np.int64)
         self.dst = np.zeros(capacity, dtype=np.int64)
         self.size = np.zeros(capacity, dtype=np.float64)
@@ -184,6 +191,10 @@ class _ManyFlows:
         self.arrival[slot] = arrival
         self.count += 1
         self._slots = None
+        self.fresh.append(slot)
+        if self.users.size:
+            self.users[src] += 1
+            self.users[dst + self.users.size // 2] += 1
 
     def _grow(self) -> None:
         old = self.active.size
@@ -203,13 +214,22 @@ class _ManyFlows:
         slots = self.slots()
         done = slots[self.remaining[slots] <= np.maximum(self.size[slots] * 1e-9, 1e-6)]
         finished = []
+        half = self.users.size // 2
         for slot in done.tolist():
             arrival = self.arrival[slot]
             assert arrival is not None
-            finished.append((int(self.src[slot]), int(self.dst[slot]), float(self.size[slot]), arrival))
+            src, dst = int(self.src[slot]), int(self.dst[slot])
+            finished.append((src, dst, float(self.size[slot]), arrival))
             self.arrival[slot] = None
             self.active[slot] = False
             self.free.append(slot)
+            if half:
+                self.users[src] -= 1
+                self.users[dst + half] -= 1
+                rate = self.rate[slot]
+                if rate != math.inf:
+                    self.load[src] -= rate
+                    self.load[dst + half] -= rate
         if finished:
             self.count -= len(finished)
             self._slots = None
@@ -217,14 +237,86 @@ class _ManyFlows:
 
     def reallocate(self, capacity: np.ndarray, endpoints: int, now: float) -> float:
         slots = self.slots()
-        rates = _max_min_vectorised(self.src[slots], self.dst[slots] + endpoints, capacity)
+        up, down = self.src[slots], self.dst[slots] + endpoints
+        rates = _max_min_vectorised(up, down, capacity)
         self.rate[slots] = rates
-        seconds = self.remaining[slots] / rates  # an infinite rate gives 0 s
+        self.fresh = []
+        if self.users.size:
+            load = self.load = (np.bincount(up, weights=rates, minlength=capacity.size)
+                                + np.bincount(down, weights=rates, minlength=capacity.size))
+            self.saturated = load >= capacity * (1 - 1e-9)
+        return self.soonest(now)
+
+    def soonest(self, now: float) -> float:
+        """Seconds until the first transfer ends at the current rates (transfers due now are zeroed; see
+        :meth:`_FewFlows.soonest`)."""
+        slots = self.slots()
+        if not slots.size:
+            return math.inf
+        seconds = self.remaining[slots] / self.rate[slots]  # an infinite rate gives 0 s
         instant = (seconds <= 1e-12) | (now + seconds <= now)  # the clock could not move to their end
         if instant.any():
             self.remaining[slots[instant]] = 0.0
             seconds[instant] = 0.0
         return float(seconds.min())
+
+    def rates_still_fair(self, finished: list[tuple[int, int, float, Payload]], endpoints: int) -> bool:
+        """As :meth:`_FewFlows.rates_still_fair`: no finished flow left a saturated link that others still use."""
+        saturated, users = self.saturated, self.users
+        if saturated is None or self.fresh:
+            return False
+        for src, dst, _, _ in finished:
+            for resource in (src, dst + endpoints):
+                if saturated[resource] and users[resource] > 0:
+                    return False
+        return True
+
+    def add_fresh(self, capacity: list[float], endpoints: int, now: float) -> float | None:
+        """Give the flows added since the last allocation their rates without touching the others', when that
+        is exact; returns the seconds to the next completion, or None when a full allocation is needed.
+
+        The flows in place keep a max-min fair allocation; the new ones get the max-min allocation of the
+        capacity left on their links. If no link the new flows share with flows in place ends up saturated,
+        every flow in place keeps its bottleneck (a saturated link the new flows do not touch, unchanged) and
+        every new flow has one among its own links, so the union is the max-min fair allocation. A link that
+        only new flows use offers its whole capacity, exactly as a full allocation would see it.
+        """
+        fresh, saturated = self.fresh, self.saturated
+        if not fresh or saturated is None:
+            return None
+        users, load = self.users, self.load
+        up = self.src[fresh].tolist()
+        down = [d + endpoints for d in self.dst[fresh].tolist()]
+        count: dict[int, int] = {}
+        for resource in up + down:
+            count[resource] = count.get(resource, 0) + 1
+        spare: dict[int, float] = {}
+        shared: list[int] = []
+        for resource, fresh_users in count.items():
+            if users[resource] > fresh_users:  # also carries flows in place
+                if saturated[resource]:
+                    return None
+                shared.append(resource)
+                spare[resource] = capacity[resource] - float(load[resource])
+            else:
+                spare[resource] = capacity[resource]
+        rates = _max_min_small(up, down, spare)
+        added = dict.fromkeys(count, 0.0)
+        for flow, rate in enumerate(rates):
+            added[up[flow]] += rate
+            added[down[flow]] += rate
+        for resource in shared:
+            if float(load[resource]) + added[resource] >= capacity[resource] * (1 - 1e-9):
+                return None
+        self.rate[fresh] = rates
+        for resource, amount in added.items():
+            if resource in spare and users[resource] == count[resource]:
+                load[resource] = amount
+            else:
+                load[resource] += amount
+            saturated[resource] = load[resource] >= capacity[resource] * (1 - 1e-9)
+        self.fresh = []
+        return self.soonest(now)
 
     def remove(self, matches: Callable[[int, int, Payload], bool]) -> list[tuple[int, float, Payload]]:
         removed = []
@@ -239,6 +331,13 @@ class _ManyFlows:
         if removed:
             self.count -= len(removed)
             self._slots = None
+            self.saturated = None
+            half = self.users.size // 2
+            if half:
+                self.users[:] = 0
+                active = self.slots()
+                np.add.at(self.users, self.src[active], 1)
+                np.add.at(self.users, self.dst[active] + half, 1)
         return removed
 
     def drain(self) -> list[tuple[int, int, float, float, Payload]]:
@@ -302,9 +401,10 @@ class _FewPairedFlows(_FewFlows):
 
 
 class _ManyPairedFlows(_ManyFlows):
-    """:class:`_ManyFlows` whose flows may cross a third resource, their pair link (-1: none)."""
+    """:class:`_ManyFlows` whose flows may cross a third resource, their pair link (-1: none). It keeps no
+    incremental bookkeeping (``resources`` is ignored): every change reallocates in full, pair links included."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, resources: int = 0) -> None:
         super().__init__(capacity)
         self.pair = np.full(capacity, -1, dtype=np.int64)
 
@@ -326,6 +426,7 @@ class _ManyPairedFlows(_ManyFlows):
         slots = self.slots()
         rates = _max_min_vectorised_paired(self.src[slots], self.dst[slots] + endpoints, self.pair[slots], capacity)
         self.rate[slots] = rates
+        self.fresh = []
         seconds = self.remaining[slots] / rates
         instant = (seconds <= 1e-12) | (now + seconds <= now)  # see _FewFlows.soonest
         if instant.any():
@@ -366,6 +467,7 @@ class Network:
         self.bytes_received = np.zeros(self.endpoints, dtype=np.int64)
         self.messages_sent = 0
         self.reallocations = 0
+        self.incremental_allocations = 0
         self._pair_capacity = pair_capacity
         self._pair_ids: dict[tuple[int, int], int] = {}  # (src, dst) -> resource id, -1 for an unlimited pair
         self._few: type[_FewFlows] = _FewFlows if pair_capacity is None else _FewPairedFlows
@@ -410,7 +512,7 @@ class Network:
         else:
             self._flows.add(src, dst, float(nbytes), float(nbytes), payload, self._pair_id(src, dst))  # type: ignore[call-arg]
         if isinstance(self._flows, _FewFlows) and len(self._flows) > FEW_FLOWS_MAX:
-            self._switch_table(self._many())
+            self._switch_table(self._many(resources=2 * self.endpoints))
         self.bytes_sent[src] += nbytes
         self.messages_sent += 1
         if not self._reallocation_pending:
@@ -497,7 +599,8 @@ class Network:
         self._advance()
         finished = self._finish_done()
         flows = self._flows
-        if finished and isinstance(flows, _FewFlows) and flows.rates_still_fair(finished, self.endpoints):
+        if finished and (INCREMENTAL or isinstance(flows, _FewFlows)) and flows.rates_still_fair(finished,
+                                                                                                 self.endpoints):
             # nobody else's share changes: only the next completion time needs finding
             soonest = flows.soonest(self.loop.now)
             if soonest > 0.0:
@@ -535,6 +638,14 @@ class Network:
         if self._completion_timer is not None:
             self._completion_timer.cancel()
             self._completion_timer = None
+        flows = self._flows
+        if isinstance(flows, _ManyFlows) and INCREMENTAL:
+            soonest_fresh = flows.add_fresh(self._capacity_list, self.endpoints, self.loop.now)
+            if soonest_fresh is not None and soonest_fresh > 1e-12:
+                self.incremental_allocations += 1
+                if soonest_fresh != math.inf:
+                    self._completion_timer = self.loop.call_later(soonest_fresh, self._on_completion_timer)
+                return
         while len(self._flows):
             self.reallocations += 1
             flows = self._flows
@@ -605,7 +716,8 @@ def _max_min_vectorised(up: np.ndarray, down: np.ndarray, capacity: np.ndarray) 
 SMALL_FLOWS = 16
 
 
-def _max_min_small(up: list[int], down: list[int], capacity: list[float] | np.ndarray) -> list[float]:
+def _max_min_small(up: list[int], down: list[int], capacity: list[float] | np.ndarray | dict[int, float]
+                   ) -> list[float]:
     """Progressive filling in plain Python (NumPy's per-call cost dominates for a handful of flows), freezing
     every local-minimum resource at once like the vectorised version: a star of flows into (or out of) one
     node, the common case, is then settled in one or two steps."""

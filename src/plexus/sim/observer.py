@@ -333,19 +333,26 @@ class NodesObserver(Observer):
         if now == self._last_evaluation_time:
             return
         metrics, losses = [], []
-        total = len(self.evaluated)
-        try:
-            with self.evaluator.parallel():  # switch torch's thread count once for all the models
-                for done, index in enumerate(self.evaluated):
-                    self.evaluating = (done, total)
-                    params = self.model_of(index)
-                    if params is None:
-                        continue
-                    result = self.evaluator.evaluate(params)
-                    metrics.append(result.metric)
-                    losses.append(result.loss)
-        finally:
-            self.evaluating = None
+        if getattr(self.evaluator, "spreads", False):
+            # a pool or Ray executor spreads the models over its workers (same results, in order)
+            models = [params for params in map(self.model_of, self.evaluated) if params is not None]
+            for result in self.evaluator.evaluate_many(models):
+                metrics.append(result.metric)
+                losses.append(result.loss)
+        else:
+            total = len(self.evaluated)
+            try:
+                with self.evaluator.parallel():  # switch torch's thread count once for all the models
+                    for done, index in enumerate(self.evaluated):
+                        self.evaluating = (done, total)
+                        params = self.model_of(index)
+                        if params is None:
+                            continue
+                        result = self.evaluator.evaluate(params)
+                        metrics.append(result.metric)
+                        losses.append(result.loss)
+            finally:
+                self.evaluating = None
         if not metrics:
             return
         self._last_evaluation_time = now

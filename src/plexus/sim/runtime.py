@@ -1,8 +1,10 @@
 """The simulated :class:`~plexus.protocol.runtime.Runtime`: one per node, all sharing one virtual world.
 
 Training is charged by the compute model and its result delivered at the virtual completion time. The real
-computation runs lazily when that time comes (so abandoned work costs no wall time); because every job's
-minibatches come from a stream seeded by (node, job number), when or where it runs never changes its result.
+computation is handed to the world's executor (:mod:`plexus.learning.executors`) when the node asks for it, and
+its result taken when the virtual completion time comes; because every job's minibatches come from a stream
+seeded by (node, job number), when or where it runs never changes its result. The inline executor runs it only
+then (so abandoned work costs no wall time); the others start it at once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from plexus.learning.executors import Ticket
 from plexus.learning.trainer import TrainJob
 from plexus.protocol.futures import Future
 from plexus.protocol.messages import Message
@@ -61,23 +64,10 @@ class SimRuntime(Runtime):
         start, end = world.compute.reserve(self.index, now, steps)
         job = TrainJob(self.index, self._jobs, params, steps)
         self._jobs += 1
-        future: Future[TrainResult] = Future()
-
-        def complete() -> None:
-            world.train_seconds_total += end - start
-            world.progress()
-            future.set_result(world.trainer.run(job))
-
-        timer = world.loop.call_at(end, complete)
-
-        def abandon() -> None:
-            timer.cancel()
-            current = world.loop.now
-            world.train_seconds_total += max(0.0, min(current, end) - start)
-            world.compute.release(self.index, current, end)
-
-        future.on_cancel(abandon)
-        return future
+        training = Training(world, self.index, start, end, world.executor.submit(job, end))
+        training.timer = world.loop.call_at(end, training.complete)
+        training.future.on_cancel(training.abandon)
+        return training.future
 
     @property
     def view(self) -> View:
@@ -92,3 +82,33 @@ class SimRuntime(Runtime):
     @property
     def local_samples(self) -> int:
         return self.world.local_samples(self.index)
+
+
+class Training:
+    """One training job in virtual time: its completion event and its abandonment (bound methods, not closures,
+    so that a checkpoint can hold them; see :mod:`plexus.sim.checkpoint`)."""
+
+    __slots__ = ("world", "index", "start", "end", "ticket", "future", "timer")
+
+    def __init__(self, world: World, index: int, start: float, end: float, ticket: Ticket) -> None:
+        self.world = world
+        self.index = index
+        self.start = start
+        self.end = end
+        self.ticket = ticket
+        self.future: Future[TrainResult] = Future()
+        self.timer: Any = None
+
+    def complete(self) -> None:
+        world = self.world
+        world.train_seconds_total += self.end - self.start
+        world.progress()
+        self.future.set_result(world.executor.result(self.ticket))
+
+    def abandon(self) -> None:
+        world = self.world
+        self.timer.cancel()
+        world.executor.cancel(self.ticket)
+        current = world.loop.now
+        world.train_seconds_total += max(0.0, min(current, self.end) - self.start)
+        world.compute.release(self.index, current, self.end)

@@ -20,6 +20,8 @@ import torch
 from plexus import __version__
 from plexus.config import Config, algorithm_options, resolve, task_options
 from plexus.errors import ConfigError, PlexusError
+from plexus.learning.executors import Executor, ExecutorSettings, TrainerSpec, make_executor
+from plexus.learning.executors import shared_data as shared_memory_data
 from plexus.learning.params import FlatModel
 from plexus.learning.partition import parse_partition, partition
 from plexus.learning.tasks import task_class
@@ -47,6 +49,7 @@ from plexus.protocol.registry import Algorithm, algorithm
 from plexus.protocol.view import PeerInfo, View, roster_of
 from plexus.rng import stream, stream_seed
 from plexus.sim import links
+from plexus.sim.checkpoint import CHECKPOINT_FILE, Learning, SimulationState, remove_checkpoint, run_loop
 from plexus.sim.churn import Churn, ChurnRuntime, bootstrap_roster, parse_churn
 from plexus.sim.compute import ComputeModel
 from plexus.sim.engine import EventLoop
@@ -95,8 +98,9 @@ class RunState:
         self.loop: EventLoop | None = None
         self.observer: Observer | None = None
         self.world: World | None = None
-        self.trainer: LocalTrainer | None = None
+        self.trainer: Any = None  # the executor (jobs, wall_seconds)
         self.evaluator: Evaluator | None = None
+        self.evaluation: Any = None  # what the observer evaluates through (wall_seconds)
         self.parameters = 0
         self.last_row: dict[str, Any] | None = None
         self.notes: list[str] = []  # warnings about this run (summary.json's warnings)
@@ -278,6 +282,8 @@ def run_simulation(
         log.warning("interrupted (%s) at t=%.3fs: keeping the %d evaluations done so far", how,
                     state.loop.now if state.loop is not None else 0.0, writer.rows)
         _write_partial(state, "interrupted", f"interrupted by {how}")
+        if (out_dir / CHECKPOINT_FILE).is_file():
+            log.warning("a checkpoint was written: continue the run with: plexus resume %s", out_dir)
         interrupt.results_dir = out_dir  # type: ignore[attr-defined]
         raise
     except BaseException as error:
@@ -332,7 +338,7 @@ def _write_partial(state: RunState, status: str, reason: str) -> None:
         observer, world = state.observer, state.world
         if observer is not None and world is not None and state.trainer is not None and state.evaluator is not None:
             summary = summarise(config, state.task, observer, world, state.parameters, state.trainer,
-                                state.evaluator)
+                                state.evaluation, state.evaluator)
             write_csv(state.out_dir / ROUNDS_FILE, observer.round_rows, ROUND_COLUMNS)
             write_csv(state.out_dir / EVENTS_FILE, observer.events, EVENT_COLUMNS)
             write_csv(state.out_dir / SAMPLES_FILE, observer.samples, SAMPLE_COLUMNS)
@@ -351,19 +357,20 @@ def _write_partial(state: RunState, status: str, reason: str) -> None:
         log.error("could not write the partial results: %s", error)
 
 
-def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunState) -> Results:
-    wall_start = time.perf_counter()
-    notes = state.notes
+def build_learning(config: Config, state: RunState | None = None) -> tuple[Config, Learning]:
+    """The run's learning side, rebuilt identically from the config alone (a resume rebuilds it): the task and
+    its data, the partition, the seeded initial model, the trainer, the evaluator and the executor. Returns the
+    config as the run uses it (the node count fitted to the data, see :func:`fit_to_data`)."""
     assert config.nodes is not None and config.batch_size is not None and config.lr is not None
-    log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
-             config.nodes, config.seed)
-    spec = algorithm(config.algorithm)
-    options = algorithm_options(config)
     task = task_class(config.task)(task_options(config))
-    state.set_phase("loading data")
+    if state is not None:
+        state.set_phase("loading data")
     data = load_data(task, config)
-    config = state.config = fit_to_data(config, task, data)
-    state.set_phase("building the model and the nodes")
+    config = fit_to_data(config, task, data)
+    assert config.nodes is not None and config.batch_size is not None and config.lr is not None
+    if state is not None:
+        state.config = config
+        state.set_phase("building the model and the nodes")
     parts = partition(
         parse_partition(config.partition or "iid"),
         data.labels,
@@ -374,14 +381,43 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
     )
     torch.manual_seed(stream_seed(config.seed, "model-init"))
     model = FlatModel(task.build_model(data))
-    initial = model.vector()
     sgd = SGDSettings(config.batch_size, config.lr, config.momentum or 0.0, config.weight_decay)
     trainer = LocalTrainer(task, data, parts, sgd, config.seed, model)
     evaluator = Evaluator(task, data, model, samples=config.eval_samples, seed=config.seed)
     if config.eval_samples is not None:
         log.info("evaluating on %d of the %d test samples (--eval-samples)", len(evaluator.test),
                  evaluator.test_samples)
+    settings = executor_settings(config)
 
+    def spec() -> TrainerSpec:
+        return TrainerSpec(type(task), task_options(config), shared_memory_data(data), parts, sgd, config.seed,
+                           config.eval_samples)
+
+    executor = make_executor(settings, trainer, evaluator, spec)
+    if settings.kind != "inline":
+        log.info("executor: %s", describe_executor(executor))
+    return config, Learning(task, data, model, trainer, evaluator, executor)
+
+
+def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunState) -> Results:
+    wall_start = time.perf_counter()
+    assert config.nodes is not None
+    log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
+             config.nodes, config.seed)
+    spec = algorithm(config.algorithm)
+    options = algorithm_options(config)
+    config, learning = build_learning(config, state)
+    try:
+        return _run_built(config, out_dir, progress, state, spec, options, learning, wall_start)
+    finally:
+        learning.executor.close()
+
+
+def _run_built(config: Config, out_dir: Path, progress: ProgressFn | None, run: RunState, spec: Algorithm,
+               options: Any, learning: Learning, wall_start: float) -> Results:
+    assert config.nodes is not None and config.batch_size is not None
+    notes = run.notes
+    initial = learning.model.vector()
     profiles = build_profiles(config.nodes, config.seed, config.capacity_trace, config.latency_matrix,
                               config.latency_values)
     profiles, pair_capacity, _ = links.apply(profiles, config, config.nodes, config.seed)
@@ -418,8 +454,11 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
     peers = [PeerInfo(node_ids[i], float(profiles.upload_bps[i]), float(profiles.download_bps[i]))
              for i in range(config.nodes)]
     roster = roster_of(peers)  # every node's view starts from this one shared roster
-    world = World(config.seed, loop, network, compute, trainer, node_ids, config.nodes, initial, model.layout)
-    observer = make_observer(config, spec, options, loop, network, evaluator, task.metric, world, progress)
+    world = World(config.seed, loop, network, compute, learning.trainer, node_ids, config.nodes, initial,
+                  learning.model.layout)
+    world.executor = learning.executor
+    observer = make_observer(config, spec, options, loop, network, learning.evaluation, learning.task.metric,
+                             world, progress)
     world.on_progress = observer.note_progress
     node_class = spec.node
 
@@ -453,11 +492,13 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
         server = spec.server
         world.attach(lambda runtime: server(runtime, options), observer, View(server_roster))
 
-    state.track(task=task, loop=loop, observer=observer, world=world, trainer=trainer, evaluator=evaluator,
-                parameters=model.size)
-    setup_wall = time.perf_counter() - wall_start
-    state.set_phase("running")
-    loop_start = time.perf_counter()
+    run.track(task=learning.task, loop=loop, observer=observer, world=world, trainer=learning.executor,
+              evaluator=learning.evaluator, evaluation=learning.evaluation, parameters=learning.model.size)
+    state = SimulationState(config=config, world=world, observer=observer, notes=notes,
+                            until=config.duration if config.duration is not None else math.inf,
+                            setup_wall_seconds=time.perf_counter() - wall_start)
+    state.churn = churn
+    run.set_phase("running")
     observer.start()
     observer.watch_stalls(stall_timeout(config, spec, options, notes))
     if churn is not None:
@@ -465,19 +506,34 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
     for index, node in enumerate(world.nodes):
         if index >= config.nodes or online[index]:  # a node offline at the start joins when it comes online
             node.start()
-    until = config.duration if config.duration is not None else math.inf
-    loop.run(until=until)
+    return drive(state, learning, out_dir, progress, run)
+
+
+def drive(state: SimulationState, learning: Learning, out_dir: Path, progress: ProgressFn | None,
+          run: RunState | None = None) -> Results:
+    """Run the event loop to its end (checkpointing as asked, see :mod:`plexus.sim.checkpoint`), then stop the
+    nodes, evaluate the last models and write the results folder. A resumed run continues here."""
+    config, world, observer = state.config, state.world, state.observer
+    loop = world.loop
+    loop_start = time.perf_counter()
+    run_loop(state, learning, out_dir, progress)
+    until = state.until
     stall = _stall(observer, loop, until)
     if stall is not None:
         observer.status, observer.status_reason = "stalled", stall["reason"]
     for node in world.nodes:
         node.stop()
     observer.finish()
-    loop_wall = time.perf_counter() - loop_start
-    state.set_phase("writing results")
+    state.loop_wall_seconds += time.perf_counter() - loop_start
+    loop_wall = state.loop_wall_seconds
+    if run is not None:
+        run.set_phase("writing results")
+    notes = state.notes
+    executor = learning.executor
 
-    wall = time.perf_counter() - wall_start
-    summary = summarise(config, task, observer, world, model.size, trainer, evaluator)
+    wall = state.setup_wall_seconds + loop_wall
+    summary = summarise(config, learning.task, observer, world, learning.model.size, executor,
+                        learning.evaluation, learning.evaluator)
     summary["stalled"] = stall is not None
     if stall is not None:
         summary["stalled_at"] = stall
@@ -487,21 +543,38 @@ def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunS
         notes.append(message)
     if isinstance(observer, NodesObserver):
         summary["evaluated_nodes"] = len(observer.evaluated)
+    churn = getattr(state, "churn", None)
     if churn is not None:
         summary["churn"] = churn.summary()
     summary["warnings"] = list(notes)
-    summary.update(wall_seconds=wall, setup_wall_seconds=setup_wall, loop_wall_seconds=loop_wall)
-    work = trainer.wall_seconds + evaluator.wall_seconds
+    summary.update(wall_seconds=wall, setup_wall_seconds=state.setup_wall_seconds, loop_wall_seconds=loop_wall)
+    summary["executor"] = executor.name
+    if state.resumed:
+        summary["resumed"] = state.resumed
+    work = executor.wall_seconds + learning.evaluation.wall_seconds
     summary["overhead_fraction"] = max(0.0, 1.0 - work / loop_wall) if loop_wall > 0 else 0.0
     results = Results(out_dir, summary)
     results.metrics = observer.rows
     results.rounds = observer.round_rows
     results.events = observer.events
     results.samples = observer.samples
-    results.write(config.to_toml(), metric_columns(task.metric))
+    results.write(config.to_toml(), metric_columns(learning.task.metric))
+    remove_checkpoint(out_dir)
     log.info("finished: %s", {k: results.summary[k] for k in ("rounds_completed", "virtual_seconds",
                                                                "wall_seconds")})
     return results
+
+
+def executor_settings(config: Config) -> ExecutorSettings:
+    """``--executor``, ``--workers``, ``--device``, ``--ray-address``, ``--batch-models`` of a config."""
+    return ExecutorSettings(config.executor, config.workers, config.device, config.ray_address,
+                            config.batch_models)
+
+
+def describe_executor(executor: Executor) -> str:
+    workers = getattr(executor, "workers", None)
+    device = getattr(executor, "device", None)
+    return executor.name + (f", {workers} workers" if workers else "") + (f", device {device}" if device else "")
 
 
 def stall_timeout(config: Config, spec: Algorithm, options: Any, notes: list[str]) -> float:
@@ -542,7 +615,7 @@ def make_observer(
     options: Any,
     loop: EventLoop,
     network: Network,
-    evaluator: Evaluator,
+    evaluator: Any,
     metric: str,
     world: World,
     progress: ProgressFn | None,
@@ -576,9 +649,12 @@ def summarise(
     observer: Observer,
     world: World,
     parameters: int,
-    trainer: LocalTrainer,
+    trainer: Any,
+    evaluation: Any,
     evaluator: Evaluator,
 ) -> dict[str, Any]:
+    """``trainer``: the executor (jobs, training wall time); ``evaluation``: what the observer evaluated through
+    (its wall time); ``evaluator``: the simulator's own evaluator (threads, test subset)."""
     metric = task.metric
     final = observer.rows[-1][metric] if observer.rows else math.nan
     best = observer.best(task.higher_is_better)
@@ -603,7 +679,7 @@ def summarise(
         "events_processed": world.loop.events_processed,
         "training_jobs": trainer.jobs,
         "wall_train_seconds": trainer.wall_seconds,
-        "wall_eval_seconds": evaluator.wall_seconds,
+        "wall_eval_seconds": evaluation.wall_seconds,
         "counters": dict(sorted(observer.counters.items())),
         "traits": algorithm(config.algorithm).traits.as_dict(),
         "rejections": dict(sorted(observer.rejections.items())),

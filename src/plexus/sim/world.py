@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from plexus.learning.executors import Executor, InlineExecutor
 from plexus.learning.trainer import LocalTrainer
 from plexus.protocol.messages import Message
 from plexus.protocol.node import Node
@@ -52,6 +53,8 @@ class World:
         self.network = network
         self.compute = compute
         self.trainer = trainer
+        # where training runs (plexus.learning.executors); the simulation sets it, inline by default
+        self.executor: Executor = InlineExecutor(trainer, None)
         self.node_ids = node_ids
         self.index_of = {node_id: index for index, node_id in enumerate(node_ids)}
         self.data_nodes = data_nodes
