@@ -3,6 +3,7 @@ folder writes byte-identical metrics.csv and rounds.csv to an uninterrupted one,
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import plexus
 from plexus.cli import main
 from plexus.errors import ConfigError
-from plexus.metrics.results import METRICS_FILE, ROUNDS_FILE
+from plexus.metrics.results import METRICS_FILE, ROUNDS_FILE, SUMMARY_FILE
 from plexus.sim import checkpoint
 from plexus.sim.checkpoint import CHECKPOINT_FILE, resume_simulation
 
@@ -56,11 +57,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(algorithm: str, tmp_path:
     with pytest.raises(KeyboardInterrupt):
         plexus.simulate({**config, "out": str(interrupted)})
     assert (interrupted / CHECKPOINT_FILE).is_file()
-    assert not (interrupted / METRICS_FILE).exists()
+    # the interrupted folder keeps what was done (rows so far, an interrupted summary) next to its checkpoint
+    assert json.loads((interrupted / SUMMARY_FILE).read_text())["status"] == "interrupted"
+    assert (interrupted / METRICS_FILE).is_file()
     monkeypatch.undo()
     resumed = resume_simulation(interrupted)
     assert files(interrupted) == files(whole.directory)
-    assert resumed.summary["resumed"] == 1
+    assert resumed.summary["resumed"] == 1 and resumed.summary["status"] == "completed"
     assert resumed.summary["events_processed"] == whole.summary["events_processed"]
     assert resumed.summary["counters"] == whole.summary["counters"]
     assert not (interrupted / CHECKPOINT_FILE).exists()  # a finished run removes it

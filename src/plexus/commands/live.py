@@ -17,6 +17,11 @@ from plexus.config import PROTOCOL, Config, config_from_mapping, field_types, lo
 from plexus.protocol.registry import all_option_specs
 
 
+# how the simulator executes training (plexus.learning.executors) and checkpoints: no meaning for live nodes, which
+# train in their own processes (launch's own --device says where)
+SIMULATOR_ONLY = frozenset({"executor", "workers", "device", "ray_address", "batch_models", "checkpoint_every"})
+
+
 def register(subparsers: Any) -> None:
     keygen = subparsers.add_parser("keygen", help="create a node's Ed25519 key (its id in live runs)",
                                    description="Create an Ed25519 key file (mode 0600) and FILE.pub holding the node "
@@ -53,7 +58,8 @@ def register(subparsers: Any) -> None:
     launch.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file; flags override it")
     launch.add_argument("--quiet", action="store_true", help="no progress bar")
     launch.add_argument("--host", default="127.0.0.1", help="loopback address to use (default 127.0.0.1; ::1 for IPv6)")
-    launch.add_argument("--device", default="cpu", help="where nodes train: cpu or cuda (default cpu)")
+    launch.add_argument("--device", dest="live_device", default="cpu",
+                        help="where nodes train: cpu or cuda (default cpu)")
     launch.add_argument("--timeout", type=float, default=3600.0, metavar="S",
                         help="stop the run after S wall seconds (default 3600)")
     launch.add_argument("--ready-timeout", type=float, default=300.0, metavar="S",
@@ -62,7 +68,7 @@ def register(subparsers: Any) -> None:
 
     types = field_types()
     for f in Config.__dataclass_fields__.values():
-        if f.name == PROTOCOL:
+        if f.name == PROTOCOL or f.name in SIMULATOR_ONLY:
             continue
         target = next(t for t in typing_args(types[f.name]) if t is not type(None))
         _add_flag(launch, f.name, target, f.metadata["help"])
@@ -136,7 +142,7 @@ def run_launch_command(args: argparse.Namespace) -> int:
         default = default_out_dir(config)
         out = default.with_name("live-" + default.name)
     bar = ProgressBar(config, enabled=not args.quiet, label=f"live {config.algorithm} on {config.task}")
-    results = launch(config, out, host=args.host, device=args.device, timeout=args.timeout,
+    results = launch(config, out, host=args.host, device=args.live_device, timeout=args.timeout,
                      ready_timeout=args.ready_timeout, on_row=bar.update)
     bar.close()
     print_summary_table([results], stream=sys.stdout)

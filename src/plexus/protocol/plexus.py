@@ -146,7 +146,8 @@ class PlexusNode(Node):
     options: PlexusOptions
     variants: ClassVar[tuple[type[Node], ...]] = ()  # set by plexus.protocol.modest
 
-    def __new__(cls, runtime: Runtime, options: PlexusOptions) -> PlexusNode:
+    def __new__(cls, runtime: Runtime | None = None, options: PlexusOptions | None = None) -> PlexusNode:
+        # no arguments: an unpickled node (a checkpoint) whose class is already the right one
         if cls is PlexusNode and getattr(options, "membership", "static") == "modest":
             from plexus.protocol.modest import ModestPlexusNode
 
