@@ -10,7 +10,7 @@ The CPU and the load average are printed with the figures: other processes on th
 (a pool of one worker per core competes with them for the same cores).
 
     .venv/bin/python bench/executors.py [--data ../shared/datasets/cifar10-jpg] [--executors inline,pool]
-        [--rounds 3 --nodes 100 --workers N]
+        [--rounds 3 --nodes 100 --workers N] [--eval-samples N --eval-nodes N]
 """
 
 from __future__ import annotations
@@ -42,12 +42,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--goal", type=float, default=1.6, help="speed-up the second executor should reach")
+    parser.add_argument("--eval-samples", type=int, default=None,
+                        help="evaluate on a fixed subset of this many test images (default: all 10,000, about 8 s "
+                        "per node model on a quiet core)")
+    parser.add_argument("--eval-nodes", type=int, default=None, help="node models evaluated (default: all 100)")
     args = parser.parse_args()
     executors = [e.strip() for e in args.executors.split(",") if e.strip()]
     config: dict[str, Any] = {"algorithm": args.algorithm, "task": args.task, "nodes": args.nodes,
                               "rounds": args.rounds, "eval_every": args.rounds}
     if args.task not in ("digits", "synthetic", "synthetic-iid"):
         config["data"] = args.data
+    for name in ("eval_samples", "eval_nodes"):
+        if getattr(args, name) is not None:
+            config[name] = getattr(args, name)
     print(f"CPU: {cpu_name()}; load average at start: {load_average()}")
     print(f"{args.algorithm} on {args.task}, {args.nodes} nodes, {args.rounds} rounds")
     walls: dict[str, float] = {}

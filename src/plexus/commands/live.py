@@ -16,7 +16,6 @@ from plexus.commands.progress import ProgressBar, print_summary_table
 from plexus.config import PROTOCOL, Config, config_from_mapping, field_types, load_toml, typing_args
 from plexus.protocol.registry import all_option_specs
 
-
 # how the simulator executes training (plexus.learning.executors) and checkpoints: no meaning for live nodes, which
 # train in their own processes (launch's own --device says where)
 SIMULATOR_ONLY = frozenset({"executor", "workers", "device", "ray_address", "batch_models", "checkpoint_every"})
