@@ -3,6 +3,7 @@ warned about, and --eval-nodes / --eval-samples do what they say."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,13 @@ def test_evaluation_keeps_the_faster_thread_count(monkeypatch: pytest.MonkeyPatc
             evaluator.evaluate(model.vector())
     assert seen[:3] == [2, 2, 1] and len(set(seen[3:])) == 1 and not evaluator.calibrate
     assert evaluator.threads in (1, 2)
+
+
+def test_another_algorithms_options_on_the_command_line_warn(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    assert main(["simulate", "--quiet", "--nodes", "12", "--sample-size", "3", "--rounds", "2", "--topology", "ring",
+                 "-o", str(out)]) == 0
+    assert "topology = 'ring' has no effect on plexus" in capsys.readouterr().err
+    assert "topology" in json.loads((out / "summary.json").read_text())["warnings"][0]
+    logging.getLogger("plexus").handlers.clear()

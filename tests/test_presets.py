@@ -64,3 +64,15 @@ def test_the_shakespeare_preset_runs_on_each_shared_text() -> None:
     assert raw.nodes == 100 and raw.eval_samples == 2_000
     tiny = preflight(Config(task="shakespeare", data=str(shared_dataset("tinyshakespeare"))))
     assert tiny.nodes == 100
+
+
+def test_a_run_on_the_leaf_shakespeare_shard_uses_the_capped_sample_size(tmp_path: Path) -> None:
+    """The preset's 100 nodes and s = 13 are capped to the shard's 10 roles before the nodes are built (they
+    once kept s = 13 and failed: 'sample size 13 exceeds the 10 known nodes')."""
+    import plexus
+
+    root = shared_dataset("leaf-shakespeare")
+    results = plexus.simulate({"task": "shakespeare", "data": str(root), "rounds": 1, "local_steps": 1,
+                               "batch_size": 2, "eval_samples": 20, "out": str(tmp_path / "r")})
+    assert results.summary["status"] == "completed" and results.summary["nodes"] == 10
+    assert results.summary["rounds_completed"] == 1

@@ -22,6 +22,7 @@ RATINGS = "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.0,964981247
         (RATINGS + "2,3\n", r"line 5: 2 fields, expected 4 \(user, item, rating, timestamp\): the row is truncated"),
         (RATINGS.replace("1,3,4.0,964981247", "1,3,4.0"), r"line 3: 3 fields, expected 4"),
         (RATINGS + "2,3,4.0,1,9\n", r"line 5: 5 fields, expected 4.*too long"),
+        ("userId,movieId,timestamp\n1,1,964982703\n2,1,964982224\n", r"line 1: the header .* has no rating column"),
     ],
 )
 def test_movielens_ratings_cut_or_short_are_refused(tmp_path: Path, text: str, message: str) -> None:

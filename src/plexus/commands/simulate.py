@@ -76,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
         if is_study({**file_values, **flags}):
             return run_study_command(args, file_values, flags)
         single = {key: value for key, value in file_values.items() if key != "runs"}
-        config = resolve(config_from_mapping({**single, **flags}, args.config or "command line"))
-        bar = ProgressBar(config, enabled=not args.quiet)
+        given = config_from_mapping({**single, **flags}, args.config or "command line")
+        # the bar needs the resolved stop condition; the run resolves the config itself, so that what resolving
+        # drops or ignores (another algorithm's options, ...) is reported as warnings
+        bar = ProgressBar(resolve(given), enabled=not args.quiet)
         try:
-            results = run_simulation(config, progress=bar, overwrite=args.overwrite)
+            results = run_simulation(given, progress=bar, overwrite=args.overwrite)
         finally:
             bar.close()
     print_summary_table([results], stream=sys.stdout)

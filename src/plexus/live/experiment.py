@@ -19,12 +19,11 @@ import torch
 from plexus.config import Config, task_options
 from plexus.errors import ConfigError
 from plexus.learning.params import FlatModel
-from plexus.learning.partition import parse_partition, partition
 from plexus.learning.tasks import task_class
 from plexus.learning.tasks.base import Task, TaskData
 from plexus.learning.trainer import Evaluator, LocalTrainer, SGDSettings, TrainJob
 from plexus.protocol.runtime import TrainResult
-from plexus.rng import stream, stream_seed
+from plexus.rng import stream
 
 
 @dataclass
@@ -52,7 +51,8 @@ class Experiment:
         return DeviceTrainer(self, sgd, device)
 
     def evaluator(self) -> Evaluator:
-        return Evaluator(self.task, self.data, self.model)
+        """The observer's evaluator: with ``eval_samples``, the same fixed subset of test samples as a simulation."""
+        return Evaluator(self.task, self.data, self.model, samples=self.config.eval_samples, seed=self.config.seed)
 
     def keep_only(self, index: int) -> None:
         """Forget every other node's shard (a node process holds only its own data's indices)."""
@@ -65,16 +65,9 @@ def prepare(config: Config) -> Experiment:
     assert config.nodes is not None
     task = task_class(config.task)(task_options(config))
     data = task.load(config.data, config.seed)
-    parts = partition(
-        parse_partition(config.partition or "iid"),
-        data.labels,
-        len(data.train),
-        config.nodes,
-        stream(config.seed, "partition"),
-        groups=data.users,
-    )
-    torch.manual_seed(stream_seed(config.seed, "model-init"))
-    model = FlatModel(task.build_model(data))
+    from plexus.sim.simulation import shards_and_model
+
+    parts, model = shards_and_model(config, task, data)
     initial = model.vector()
     initial.flags.writeable = False
     return Experiment(config, task, data, parts, initial, model)

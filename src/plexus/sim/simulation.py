@@ -49,7 +49,7 @@ from plexus.protocol.registry import Algorithm, algorithm
 from plexus.protocol.view import PeerInfo, View, roster_of
 from plexus.rng import stream, stream_seed
 from plexus.sim import links
-from plexus.sim.checkpoint import CHECKPOINT_FILE, Learning, SimulationState, remove_checkpoint, run_loop
+from plexus.sim.checkpoint import Learning, SimulationState, remove_checkpoint, run_loop
 from plexus.sim.churn import Churn, ChurnRuntime, bootstrap_roster, parse_churn
 from plexus.sim.compute import ComputeModel
 from plexus.sim.engine import EventLoop
@@ -282,8 +282,6 @@ def run_simulation(
         log.warning("interrupted (%s) at t=%.3fs: keeping the %d evaluations done so far", how,
                     state.loop.now if state.loop is not None else 0.0, writer.rows)
         _write_partial(state, "interrupted", f"interrupted by {how}")
-        if (out_dir / CHECKPOINT_FILE).is_file():
-            log.warning("a checkpoint was written: continue the run with: plexus resume %s", out_dir)
         interrupt.results_dir = out_dir  # type: ignore[attr-defined]
         raise
     except BaseException as error:
@@ -371,16 +369,7 @@ def build_learning(config: Config, state: RunState | None = None) -> tuple[Confi
     if state is not None:
         state.config = config
         state.set_phase("building the model and the nodes")
-    parts = partition(
-        parse_partition(config.partition or "iid"),
-        data.labels,
-        len(data.train),
-        config.nodes,
-        stream(config.seed, "partition"),
-        groups=data.users,
-    )
-    torch.manual_seed(stream_seed(config.seed, "model-init"))
-    model = FlatModel(task.build_model(data))
+    parts, model = shards_and_model(config, task, data)
     sgd = SGDSettings(config.batch_size, config.lr, config.momentum or 0.0, config.weight_decay)
     trainer = LocalTrainer(task, data, parts, sgd, config.seed, model)
     evaluator = Evaluator(task, data, model, samples=config.eval_samples, seed=config.seed)
@@ -399,14 +388,30 @@ def build_learning(config: Config, state: RunState | None = None) -> tuple[Confi
     return config, Learning(task, data, model, trainer, evaluator, executor)
 
 
+def shards_and_model(config: Config, task: Any, data: Any) -> tuple[list[np.ndarray], FlatModel]:
+    """Every node's shard of the training set and the model holding the seeded initial parameters: what every
+    world (simulated or live) builds identically from a config, so their runs start from the same point."""
+    assert config.nodes is not None
+    parts = partition(
+        parse_partition(config.partition or "iid"),
+        data.labels,
+        len(data.train),
+        config.nodes,
+        stream(config.seed, "partition"),
+        groups=data.users,
+    )
+    torch.manual_seed(stream_seed(config.seed, "model-init"))
+    return parts, FlatModel(task.build_model(data))
+
+
 def _run(config: Config, out_dir: Path, progress: ProgressFn | None, state: RunState) -> Results:
     wall_start = time.perf_counter()
     assert config.nodes is not None
     log.info("plexus %s: %s on %s, %d nodes, seed %d", __version__, config.algorithm, config.task,
              config.nodes, config.seed)
     spec = algorithm(config.algorithm)
-    options = algorithm_options(config)
     config, learning = build_learning(config, state)
+    options = algorithm_options(config)  # after build_learning: the node count (and s) may be fitted to the data
     try:
         return _run_built(config, out_dir, progress, state, spec, options, learning, wall_start)
     finally:

@@ -72,6 +72,14 @@ def read_ratings(path: Path, hint: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     # every row has the four fields (user, item, rating, timestamp): a row cut short or missing a column would
     # otherwise be read as a valid rating, or fail with a message that names no line
     expected = first.count(delimiter) + 1 if skip else 4
+    columns = (0, 1, 2)
+    if skip:  # a header names the columns: use them by name, and refuse a file that lacks one
+        names = [name.strip().lower() for name in first.split(delimiter)]
+        missing = [name for name in ("userid", "movieid", "rating") if name not in names]
+        if missing:
+            raise DataError(f"{path}: line 1: the header {first.strip()!r} has no {', '.join(missing)} column "
+                            f"(a MovieLens ratings.csv starts with userId,movieId,rating,timestamp)")
+        columns = (names.index("userid"), names.index("movieid"), names.index("rating"))
     for number, line in enumerate(text.splitlines(), start=1):
         if number > skip and line.strip():
             require_fields(path, number, line.count(delimiter) + 1, expected, "MovieLens ratings file",
@@ -79,7 +87,7 @@ def read_ratings(path: Path, hint: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     try:
         with warnings.catch_warnings():  # an empty file is reported below, as a DataError
             warnings.simplefilter("ignore", UserWarning)
-            table = np.loadtxt(io.StringIO(text), delimiter=delimiter, skiprows=skip, usecols=(0, 1, 2), ndmin=2)
+            table = np.loadtxt(io.StringIO(text), delimiter=delimiter, skiprows=skip, usecols=columns, ndmin=2)
     except (ValueError, IndexError) as error:
         raise DataError(f"{path}: not a MovieLens ratings file (user, item, rating, timestamp): {error}") from None
     if table.shape[0] == 0:
