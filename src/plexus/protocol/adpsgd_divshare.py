@@ -63,11 +63,7 @@ class ADPSGDDivShareNode(AsyncSharingNode):
 
     @handles(PingPongModel)
     def on_model(self, sender: bytes, message: PingPongModel) -> None:
-        if self._stopped or not self.known_sender(sender):
+        if not self.accept_whole_model(sender, message.params):
             return
-        if message.params.size != self.parameters:
-            self.runtime.metrics.rejected("wrong_parameter_count", sender)
-            return
-        self.accept(sender, 0, None, message.params)
         if message.ping:
             self.queue.put(sender, PingPongModel(False, self.model))

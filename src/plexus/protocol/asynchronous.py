@@ -192,6 +192,17 @@ class AsyncSharingNode(DecentralizedNode):
             self.runtime.metrics.count("pieces_replaced")
         self._inbox[key] = (indices, values)
 
+    def accept_whole_model(self, sender: bytes, params: np.ndarray) -> bool:
+        """Keep a whole model from ``sender`` for the next aggregation (as piece 0), after the sender and size
+        checks; returns whether it was kept (refusals are counted)."""
+        if self._stopped or not self.known_sender(sender):
+            return False
+        if params.size != self.parameters:
+            self.runtime.metrics.rejected("wrong_parameter_count", sender)
+            return False
+        self.accept(sender, 0, None, params)
+        return True
+
     def known_sender(self, sender: bytes) -> bool:
         """Refuse (and count) pieces from the node itself or from nodes outside its view."""
         if sender == self.runtime.node_id:

@@ -69,9 +69,4 @@ class SwiftNode(AsyncSharingNode):
 
     @handles(SwiftModel)
     def on_model(self, sender: bytes, message: SwiftModel) -> None:
-        if self._stopped or not self.known_sender(sender):
-            return
-        if message.params.size != self.parameters:
-            self.runtime.metrics.rejected("wrong_parameter_count", sender)
-            return
-        self.accept(sender, 0, None, message.params)
+        self.accept_whole_model(sender, message.params)
