@@ -265,6 +265,15 @@ class DispatchingExecutor(Executor):
     def cancel(self, ticket: Ticket) -> None:
         ticket.cancelled = True  # dropped from the backlog when reached; a worker's result is discarded
 
+    def evaluate(self, params: np.ndarray) -> Evaluation:
+        """One model (a global model): evaluated here, by the simulator's evaluator on every core it chose, rather
+        than by one single-threaded worker; results are the same (``evaluate_many`` spreads several models)."""
+        started = time.perf_counter()
+        try:
+            return self.evaluator.evaluate(params)
+        finally:
+            self.eval_wall_seconds += time.perf_counter() - started
+
     def _finished(self, key: int, output: TrainResult) -> None:
         ticket = self._in_flight.pop(key)
         if not ticket.cancelled:
