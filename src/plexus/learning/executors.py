@@ -181,10 +181,6 @@ class EvaluationFacade:
         return self.executor.evaluator.parallel()
 
     @property
-    def progress(self) -> tuple[int, int] | None:
-        return self.executor.evaluator.progress
-
-    @property
     def wall_seconds(self) -> float:
         return self.executor.eval_wall_seconds
 

@@ -336,9 +336,13 @@ class NodesObserver(Observer):
         if getattr(self.evaluator, "spreads", False):
             # a pool or Ray executor spreads the models over its workers (same results, in order)
             models = [params for params in map(self.model_of, self.evaluated) if params is not None]
-            for result in self.evaluator.evaluate_many(models):
-                metrics.append(result.metric)
-                losses.append(result.loss)
+            self.evaluating = (0, len(models))  # progress displays say an evaluation is under way
+            try:
+                for result in self.evaluator.evaluate_many(models):
+                    metrics.append(result.metric)
+                    losses.append(result.loss)
+            finally:
+                self.evaluating = None
         else:
             total = len(self.evaluated)
             try:
