@@ -5,6 +5,13 @@ s nodes uniformly at random with its seeded RNG, sends them the global model, an
 floor(s x sf) trained models that come back (at least 1, the same quorum rule as Plexus so that both are
 compared at equal sf); later ones are dropped and counted.
 
+**Reference.** The Plexus authors' code (``sacs-epfl/plexus``, ``simulations/``) simulates only Plexus, D-PSGD
+and Gossip Learning, so there is no FedAvg of theirs to follow; this one follows McMahan et al.'s FederatedAveraging
+(the server samples clients, each runs local SGD from the global model, the server averages, uniformly or by
+local sample counts with ``--weighting samples``). Where it differs, on purpose: it averages the first
+floor(s x sf) replies instead of all sampled clients, so it and Plexus are compared at the same sf; ``--success-
+fraction 1`` gives the original rule.
+
 **Checked senders.** The server accepts a model only from a client it selected for the current round, once per
 client, with the model's parameter count; a client accepts a global model only from the server. Refusals are
 counted by reason. In simulation the server's id is ``b"server"``; in a live run it is its public key, which the
