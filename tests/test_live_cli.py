@@ -94,3 +94,13 @@ def test_plexus_launch_runs_one_experiment_not_a_study(tmp_path: Path, capsys: p
     config.write_text('[runs.a]\nalgorithm = "plexus"\n[runs.b]\nalgorithm = "fedavg"\n')
     assert main(["launch", "--config", str(config)]) == 2
     assert "one experiment" in capsys.readouterr().err
+
+
+def test_simulator_only_settings_in_a_live_config_are_reported_as_having_no_effect() -> None:
+    from plexus.config import config_from_mapping
+    from plexus.live.launch import live_no_effect
+
+    notes = live_no_effect(config_from_mapping({"executor": "pool", "stragglers": "7", "checkpoint_every": 60}))
+    assert [note.split(" = ")[0] for note in notes] == ["stragglers", "executor", "checkpoint_every"]
+    assert all("has no effect on a live run" in note for note in notes)
+    assert live_no_effect(config_from_mapping({})) == []

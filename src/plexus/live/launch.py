@@ -320,7 +320,18 @@ def live_no_effect(config: Config) -> list[str]:
     for name, why in (("latency_matrix", "live messages take the network's real latency"),
                       ("compute_model", "live training takes the time it takes"),
                       ("compute_factor", "live training takes the time it takes"),
-                      ("availability_trace", "live nodes are online until stopped or killed")):
+                      ("availability_trace", "live nodes are online until stopped or killed"),
+                      ("churn", "live nodes crash or leave when they are killed or stopped"),
+                      ("link_mbps", "live links have the speed the machine gives them"),
+                      ("stragglers", "live links have the speed the machine gives them"),
+                      ("region_links", "live links have the speed the machine gives them"),
+                      ("sample_seconds", "live training takes the time it takes"),
+                      ("executor", "each live node trains in its own process (launch --device says where)"),
+                      ("workers", "each live node trains in its own process"),
+                      ("device", "the simulator's batched executor's device; live nodes take launch --device"),
+                      ("ray_address", "each live node trains in its own process"),
+                      ("batch_models", "each live node trains in its own process"),
+                      ("checkpoint_every", "live nodes save their own state as they work")):
         if getattr(config, name) != getattr(defaults, name):
             notes.append(f"{name} = {getattr(config, name)!r} has no effect on a live run: {why}")
     return notes
