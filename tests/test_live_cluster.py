@@ -5,6 +5,7 @@ test, the conformance of every registered algorithm on both runtimes, and a live
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from plexus.protocol.registry import algorithms
 
 # small settings that every algorithm accepts with 6 nodes (gossip's period shortened for the wall clock)
 SMALL = {"plexus": {"sample_size": 4}, "fedavg": {"sample_size": 4}, "dpsgd": {"topology": "regular:2"},
-         "gossip": {"round_timeout": 0.3}, "el-local": {"fanout": 3}, "el-oracle": {"fanout": 3}}
+         "gossip": {"round_timeout": 0.3}, "el-local": {"fanout": 3}, "el-oracle": {"fanout": 3},
+         "adpsgd": {}, "adpsgd-divshare": {"degree": 3}, "divshare": {"degree": 3}, "swift": {"degree": 3}}
 
 
 def live(config: dict[str, Any], out: Path | None = None) -> Results:
@@ -44,7 +46,8 @@ def test_a_live_plexus_run_trains_and_writes_a_results_folder(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("name", sorted(algorithms()))
-def test_every_registered_algorithm_behaves_alike_on_both_runtimes(name: str, tmp_path: Path) -> None:
+def test_every_registered_algorithm_behaves_alike_on_both_runtimes(name: str, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
     """The same node classes, unchanged, for a few rounds: the simulator in virtual time and the live runtime on
     loopback sockets reach the same rounds, are evaluated at the same rounds, refuse nothing and fail nowhere."""
     if name not in SMALL:
@@ -57,11 +60,17 @@ def test_every_registered_algorithm_behaves_alike_on_both_runtimes(name: str, tm
         assert results.summary["rejections"] == {}
         assert [row["round"] for row in results.metrics] == [2, 4]
     assert all(node["status"] == "stopped" for node in on_sockets.summary["live"]["nodes"])
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     accuracy = on_sockets.metrics[-1]["accuracy"]
     assert math.isfinite(accuracy)
     if on_sockets.summary["traits"]["clock"] == "rounds":
-        # same rounds of the same local SGD: close accuracy (different ids give different samples and graphs)
-        assert abs(accuracy - simulated.metrics[-1]["accuracy"]) < 0.25
+        # same rounds of the same local SGD, but different ids give different samples, graphs and shards: after 4
+        # rounds one run is one draw from a wide spread (FedAvg on digits: 0.34 to 0.56 over seeds), so the live
+        # run must land in the band that simulated runs over several seeds span, not near one of them
+        simulated_spread = [simulated.metrics[-1]["accuracy"]] + [
+            plexus.simulate({**settings, **SMALL[name], "seed": seed, "out": str(tmp_path / f"sim{seed}")})
+            .metrics[-1]["accuracy"] for seed in range(4, 10)]
+        assert min(simulated_spread) - 0.15 < accuracy < max(simulated_spread) + 0.15, (accuracy, simulated_spread)
 
 
 def test_plexus_compare_sets_a_live_run_beside_a_simulated_one(tmp_path: Path,

@@ -82,6 +82,27 @@ def test_a_message_is_delivered_signed_and_acknowledged_after_it_was_sent() -> N
     run(scenario)
 
 
+def test_a_message_cancelled_while_its_link_connects_leaves_the_link_working(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """DivShare abandons stale fragments: cancelling every queued message while the connection is being set up
+    must not break the send loop, and the next message still arrives."""
+    async def scenario() -> None:
+        a, b = await Endpoint().start(), await Endpoint().start()
+        a.knows(b)
+        cancelled = a.transport.send(b.identity.node_id, b"stale", lambda: None, lambda error: None)
+        await asyncio.sleep(0)  # the send loop starts and is now awaiting the connection
+        assert a.transport.cancel(cancelled)
+        await asyncio.sleep(0.3)  # the connection is made with nothing left to send
+        events, error = await send(a, b, b"fresh")
+        assert error is None and events == ["sent", "done"]
+        assert b.received == [(a.identity.node_id, b"fresh")]
+        await a.transport.close()
+        await b.transport.close()
+
+    run(scenario)
+    assert "send loop" not in caplog.text
+
+
 def test_a_refusal_by_the_receiving_node_fails_the_send_with_its_reason() -> None:
     async def scenario() -> None:
         a = await Endpoint().start()

@@ -234,6 +234,8 @@ class _Link:
                             return
                         await asyncio.sleep(0.1 * 3 ** (failures - 1))
                         continue
+                    # the queue may have been emptied while connecting (its messages cancelled): look again
+                    continue
                 out = self.queue.popleft()
                 self.queued_bytes -= out.size
                 if out.state == "done":  # cancelled while queued
