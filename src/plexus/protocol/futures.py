@@ -93,6 +93,10 @@ class Future(Generic[T]):
 
     def _finish(self) -> None:
         self._done = True
+        # a done future can no longer be cancelled: dropping the hook breaks the cycle it usually closes (the
+        # producer's hook refers to what refers to this future), so the whole job is freed by reference counting
+        # at once instead of waiting, model arrays and all, for the cyclic garbage collector
+        self._on_cancel = None
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback(self)

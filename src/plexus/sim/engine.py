@@ -13,6 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 
+def _never(*args: Any) -> None:
+    """The callback of a cancelled timer (never called)."""
+
+
 class EventTimer:
     """A scheduled callback with asyncio's ``TimerHandle`` interface: ``cancel()`` before it fires and it never
     runs (cancelling again, or after it ran, does nothing); ``cancelled()``; ``when()``."""
@@ -27,6 +31,10 @@ class EventTimer:
 
     def cancel(self) -> None:
         self._cancelled = True
+        # it will never run: let go of what it would have run with now (an owner that keeps its timer, with the
+        # timer's arguments referring back to the owner, would otherwise be a cycle left to the garbage collector)
+        self.callback = _never
+        self.args = ()
 
     def cancelled(self) -> bool:
         return self._cancelled
@@ -152,6 +160,8 @@ class EventLoop:
                 self._now = time
                 processed += 1
                 timer.callback(*timer.args)
+                timer.callback = _never  # fired: as on cancel, keep no reference to what it ran
+                timer.args = ()
                 if deferred:
                     self._run_deferred()
                 if check is not None and processed % every == 0 and check():

@@ -100,6 +100,7 @@ class Training:
         self.timer: Any = None
 
     def complete(self) -> None:
+        self.timer = None  # it fired; holding it would keep a cycle (timer -> this method -> self -> timer)
         world = self.world
         world.train_seconds_total += self.end - self.start
         world.progress()
@@ -108,6 +109,7 @@ class Training:
     def abandon(self) -> None:
         world = self.world
         self.timer.cancel()
+        self.timer = None
         world.executor.cancel(self.ticket)
         current = world.loop.now
         world.train_seconds_total += max(0.0, min(current, self.end) - self.start)
