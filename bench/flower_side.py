@@ -25,15 +25,13 @@ import numpy as np
 
 @functools.cache
 def learning(settings_json: str) -> Any:
-    import torch
-
+    """(Learning, Config) for these settings, built once per process (a Ray actor's, or the driver's)."""
     from plexus.config import config_from_mapping, resolve
     from plexus.sim.simulation import build_learning
 
-    torch.set_num_threads(1)
     settings = json.loads(settings_json)
-    config = resolve(config_from_mapping({**settings, "algorithm": "fedavg"}))
-    return build_learning(config), config
+    config, learn = build_learning(resolve(config_from_mapping({**settings, "algorithm": "fedavg"})))
+    return learn, config
 
 
 def make_client(settings_json: str) -> Any:
@@ -44,6 +42,11 @@ def make_client(settings_json: str) -> Any:
 
     class Client(NumPyClient):
         def fit(self, parameters: list[np.ndarray], fit_config: dict[str, Any]) -> Any:
+            import torch
+
+            # a client is one Ray actor on one core (num_cpus = 1), like one of our pool's workers; the driver,
+            # which evaluates the global model, keeps every core, like our simulator's evaluator
+            torch.set_num_threads(1)
             learn, config = learning(settings_json)
             job = TrainJob(int(fit_config["node"]), int(fit_config["job"]),
                            np.asarray(parameters[0], dtype=np.float32), int(config.local_steps))
