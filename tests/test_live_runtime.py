@@ -149,8 +149,10 @@ def test_timers_follow_asyncio_semantics_on_the_runtime_clock() -> None:
         cancelled.cancel()
         cancelled.cancel()
         assert cancelled.cancelled()
+        before = a.now()
         timer = a.call_later(0.05, fired.append, "late")
-        assert abs(timer.when() - (a.now() + 0.05)) < 0.01
+        after = a.now()
+        assert before + 0.05 - 1e-9 <= timer.when() <= after + 0.05 + 1e-9  # absolute, on the runtime's clock
         with pytest.raises(ValueError):
             a.call_later(math.nan, fired.append, "nan")
         await asyncio.sleep(0.1)
@@ -209,10 +211,9 @@ def test_training_runs_off_the_event_loop_so_the_node_keeps_answering() -> None:
         job = a.train(np.zeros(PARAMETERS, dtype=np.float32), 5)
         while not trainer.running.is_set():
             await asyncio.sleep(0.005)
-        started = time.monotonic()
         transmission = b.send(a.node_id, Note(1, "ping"))
         await outcome(transmission)
-        assert time.monotonic() - started < 0.5 and not job.done()  # answered while training
+        assert not job.done()  # delivered while the 1 s job still runs: the loop was never blocked by training
         await outcome(job)
         assert np.array_equal(job.result().params, np.ones(PARAMETERS, dtype=np.float32))
         # a queued job that is cancelled never runs
