@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import plexus
+import plexus.config as config_module
 from plexus.cli import main
 from plexus.protocol.registry import algorithm
 from plexus.sim import simulation
@@ -175,3 +176,22 @@ def test_a_normal_cli_run_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["simulate", "--quiet", "--nodes", "12", "--sample-size", "4", "--rounds", "2",
                  "-o", str(tmp_path / "ok")]) == 0
     assert "stalled" not in capsys.readouterr().err
+
+
+def test_a_stall_timeout_shorter_than_a_modest_recovery_is_raised_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # every 10th round's aggregator crashes; MoDeST recovers after recovery_timeout (30 s) and pings (5 s), so a
+    # 10 s watchdog would call each recovery a stall: it is raised to what the protocol may legitimately wait
+    run = {"algorithm": "plexus", "membership": "modest", "churn": "crash-aggregator", "nodes": 30, "rounds": 25,
+           "sample_size": 5, "eval_every": 5, "stall_timeout": 10.0}
+    results = plexus.simulate({**run, "out": str(tmp_path / "raised")})
+    summary = results.summary
+    assert summary["stalled"] is False and summary["rounds_completed"] == 25
+    assert summary["counters"]["recoveries"] > 0
+    assert any("stall_timeout = 10s is shorter than plexus may legitimately wait with these options (95s" in note
+               for note in summary["warnings"])
+    # the same run with the watchdog left at 10 s stops during the first recovery
+    monkeypatch.setattr(config_module, "_stall_timeout_floor", lambda c, *args: c)
+    cut = plexus.simulate({**run, "out": str(tmp_path / "cut")}).summary
+    assert cut["stalled"] is True and cut["rounds_completed"] < 25

@@ -335,6 +335,7 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
                 given[name] = value
     options = build(spec.options, given, experiment, presets, source=f"algorithm {spec.name}")
     resolved = dataclasses.replace(resolved, protocol=as_dict(options))
+    resolved = _stall_timeout_floor(resolved, spec.name, options, notes)
     if notes is not None:
         notes.extend(config_warnings(resolved))
         notes.extend(_no_effect(resolved, spec))
@@ -345,6 +346,26 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
                                                                                         False):
             notes.append(_cannot_react(spec, own))
     return resolved
+
+
+def _stall_timeout_floor(c: Config, algorithm: str, options: Any, notes: list[str] | None) -> Config:
+    """Never let the stall watchdog stop a run that is only waiting as its protocol says it should: options may
+    name the longest legitimate silence (``longest_quiet()``, e.g. MoDeST's recovery from a dead aggregator), and
+    a shorter ``stall_timeout`` is raised to it, with a note."""
+    quiet = getattr(options, "longest_quiet", None)
+    longest = float(quiet()) if callable(quiet) else 0.0
+    # the waits are counted from the last progress, but transfers, training and (live) scheduling add to them:
+    # a watchdog at exactly the sum races the recovery it should wait for
+    floor = STALL_MARGIN * longest
+    if c.stall_timeout >= floor:
+        return c
+    if notes is not None:
+        notes.append(f"stall_timeout = {c.stall_timeout:g}s is shorter than {algorithm} may legitimately wait with "
+                     f"these options ({longest:g}s: a recovery, a timeout) with a margin; using {floor:g}s")
+    return dataclasses.replace(c, stall_timeout=floor)
+
+
+STALL_MARGIN = 1.5
 
 
 def _resolve_churn(c: Config) -> dict[str, Any] | None:

@@ -106,6 +106,16 @@ class PlexusOptions(SampledRoundOptions):
     def effective_announce_fanout(self) -> int:
         return int(self.announce_fanout) if self.announce_fanout is not None else int(self.sample_size)
 
+    def longest_quiet(self) -> float:
+        """Seconds a run may show no progress (no global model, round or training anywhere) while it still works:
+        with MoDeST, the participants of a round whose aggregator died wait ``recovery_timeout``, ping the dead
+        aggregator for up to ``ping_timeout``, and the aggregator they fall back to may wait
+        ``aggregation_timeout`` for the models that are left. A stall watchdog must wait longer than that."""
+        if self.membership != "modest":
+            return float(self.aggregation_timeout or 0.0)
+        aggregation = self.effective_aggregation_timeout or 0.0
+        return self.effective_recovery_timeout + float(self.ping_timeout) + aggregation
+
     def ineffective(self) -> list[str]:
         """Options given a value that this configuration never reads (reported as warnings)."""
         if self.membership == "modest":
