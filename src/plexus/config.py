@@ -348,10 +348,13 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
     return resolved
 
 
+STALL_MARGIN = 1.5  # the stall watchdog waits at least this many times a protocol's longest legitimate silence
+
+
 def _stall_timeout_floor(c: Config, algorithm: str, options: Any, notes: list[str] | None) -> Config:
     """Never let the stall watchdog stop a run that is only waiting as its protocol says it should: options may
     name the longest legitimate silence (``longest_quiet()``, e.g. MoDeST's recovery from a dead aggregator), and
-    a shorter ``stall_timeout`` is raised to it, with a note."""
+    a ``stall_timeout`` shorter than ``STALL_MARGIN`` times it is raised to that, with a note."""
     quiet = getattr(options, "longest_quiet", None)
     longest = float(quiet()) if callable(quiet) else 0.0
     # the waits are counted from the last progress, but transfers, training and (live) scheduling add to them:
@@ -363,9 +366,6 @@ def _stall_timeout_floor(c: Config, algorithm: str, options: Any, notes: list[st
         notes.append(f"stall_timeout = {c.stall_timeout:g}s is shorter than {algorithm} may legitimately wait with "
                      f"these options ({longest:g}s: a recovery, a timeout) with a margin; using {floor:g}s")
     return dataclasses.replace(c, stall_timeout=floor)
-
-
-STALL_MARGIN = 1.5
 
 
 def _resolve_churn(c: Config) -> dict[str, Any] | None:
