@@ -11,11 +11,19 @@
         def check(self) -> None:          # optional: checks that involve several fields
             ...
 
+        def ineffective(self) -> list[str]:   # optional: options set to a value this configuration never reads
+            ...
+
+        def longest_quiet(self) -> float:     # optional: seconds a run may legitimately show no progress
+            ...
+
 The CLI flag ``--sample-size`` and the TOML key ``sample_size`` (in ``[protocol]``) are generated from the field.
 An :func:`inherited` field is not a protocol option: its value is the experiment's setting of the same name
 (``local_steps``, ``seed``, ``nodes``, ...), so algorithms read everything they need from their options alone.
 A field left unset takes the task's preset when the task has one of that name (the papers' s and sf), else the
-field's default. Every problem raises :class:`OptionError` naming the field and the value.
+field's default. Every problem raises :class:`OptionError` naming the field and the value. ``ineffective()``
+sentences are reported as warnings; a ``stall_timeout`` shorter than 1.5 times ``longest_quiet()`` is raised to
+that, with a warning (:func:`plexus.config.resolve`).
 """
 
 from __future__ import annotations
