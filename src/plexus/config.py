@@ -335,7 +335,7 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
                 given[name] = value
     options = build(spec.options, given, experiment, presets, source=f"algorithm {spec.name}")
     resolved = dataclasses.replace(resolved, protocol=as_dict(options))
-    resolved = _stall_timeout_floor(resolved, spec.name, options, notes)
+    resolved = _stall_timeout_floor(resolved, spec, options, notes)
     if notes is not None:
         notes.extend(config_warnings(resolved))
         notes.extend(_no_effect(resolved, spec))
@@ -351,20 +351,27 @@ def resolve(config: Config, notes: list[str] | None = None) -> Config:
 STALL_MARGIN = 1.5  # the stall watchdog waits at least this many times a protocol's longest legitimate silence
 
 
-def _stall_timeout_floor(c: Config, algorithm: str, options: Any, notes: list[str] | None) -> Config:
-    """Never let the stall watchdog stop a run that is only waiting as its protocol says it should: options may
-    name the longest legitimate silence (``longest_quiet()``, e.g. MoDeST's recovery from a dead aggregator), and
-    a ``stall_timeout`` shorter than ``STALL_MARGIN`` times it is raised to that, with a note."""
+def _stall_timeout_floor(c: Config, spec: Any, options: Any, notes: list[str] | None) -> Config:
+    """Never let the stall watchdog stop a run that is only waiting as its protocol says it should, in simulation
+    and live alike. Two floors: an algorithm without rounds must be given three of its periods (a gossip node may
+    legitimately train nothing for a period or two), and options may name their longest legitimate silence
+    (``longest_quiet()``, e.g. MoDeST's recovery from a dead aggregator), of which the watchdog waits
+    ``STALL_MARGIN`` times. A shorter ``stall_timeout`` is raised to the higher floor, with a note."""
+    floors: list[tuple[float, str]] = []
+    if spec.traits.clock == "periods" and spec.period is not None:
+        floors.append((3 * float(spec.period(options)), f"three of {spec.name}'s periods"))
     quiet = getattr(options, "longest_quiet", None)
-    longest = float(quiet()) if callable(quiet) else 0.0
-    # the waits are counted from the last progress, but transfers, training and (live) scheduling add to them:
-    # a watchdog at exactly the sum races the recovery it should wait for
-    floor = STALL_MARGIN * longest
+    if callable(quiet):
+        longest = float(quiet())
+        # the waits are counted from the last progress, but transfers, training and (live) scheduling add to
+        # them: a watchdog at exactly the sum races the recovery it should wait for
+        floors.append((STALL_MARGIN * longest, f"{spec.name} may legitimately wait with these options ({longest:g}s: "
+                                               f"a recovery, a timeout) with a margin"))
+    floor, why = max(floors, default=(0.0, ""))
     if c.stall_timeout >= floor:
         return c
     if notes is not None:
-        notes.append(f"stall_timeout = {c.stall_timeout:g}s is shorter than {algorithm} may legitimately wait with "
-                     f"these options ({longest:g}s: a recovery, a timeout) with a margin; using {floor:g}s")
+        notes.append(f"stall_timeout = {c.stall_timeout:g}s is shorter than {why}; using {floor:g}s")
     return dataclasses.replace(c, stall_timeout=floor)
 
 

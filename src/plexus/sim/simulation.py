@@ -505,7 +505,7 @@ def _run_built(config: Config, out_dir: Path, progress: ProgressFn | None, run: 
     state.churn = churn
     run.set_phase("running")
     observer.start()
-    observer.watch_stalls(stall_timeout(config, spec, options, notes))
+    observer.watch_stalls(config.stall_timeout)  # never under what the protocol may wait (config.resolve)
     if churn is not None:
         churn.install(online)
     for index, node in enumerate(world.nodes):
@@ -580,21 +580,6 @@ def describe_executor(executor: Executor) -> str:
     workers = getattr(executor, "workers", None)
     device = getattr(executor, "device", None)
     return executor.name + (f", {workers} workers" if workers else "") + (f", device {device}" if device else "")
-
-
-def stall_timeout(config: Config, spec: Algorithm, options: Any, notes: list[str]) -> float:
-    """The watchdog's timeout: ``stall_timeout``, but never under three periods of an algorithm without rounds
-    (a gossip node may legitimately train nothing for a period or two)."""
-    timeout = config.stall_timeout
-    if spec.traits.clock == "periods" and spec.period is not None:
-        floor = 3 * spec.period(options)
-        if timeout < floor:
-            note = (f"stall_timeout = {timeout:g}s is shorter than three of {spec.name}'s periods; "
-                    f"using {floor:g}s")
-            notes.append(note)
-            log.warning("%s", note)
-            timeout = floor
-    return timeout
 
 
 def _stall(observer: Observer, loop: EventLoop, until: float) -> dict[str, Any] | None:
