@@ -12,7 +12,8 @@ python_bin="${PYTHON:-python3.11}"
 command -v "$python_bin" >/dev/null 2>&1 || python_bin=python3
 venv="$root/.venv"
 stamp="$venv/.plexus-setup-stamp"
-want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+# the C parts (setup.py) are built into src/ by the editable install: a change to them must rebuild
+want="$(cat pyproject.toml setup.py scripts/setup.sh $(find src -name '*.c' | sort) | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/plexus" ]; then
   exit 0
 fi
@@ -30,4 +31,6 @@ requirements=(-e ".[dev]")
 # one resolver run for torch and everything else; pip's notes about absent local mirrors are noise here
 "${pip[@]}" install "${requirements[@]}" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
 "$venv/bin/python" -c "import plexus, torch, sklearn" || { echo "plexus: installing the package failed" >&2; exit 1; }
+"$venv/bin/python" -c "import plexus.sim._flowtable, plexus.protocol._mean" 2>/dev/null \
+  || echo "plexus: the compiled parts were not built (no C compiler?): simulations give the same results, slower" >&2
 echo "$want" > "$stamp"

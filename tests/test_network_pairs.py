@@ -78,12 +78,17 @@ def test_a_small_message_is_limited_by_its_pair_link_too() -> None:
     assert arrivals(loop, net, [(0.0, 0, 1, 1000)]) == [pytest.approx(1.5)]
 
 
-def test_without_pair_capacities_the_original_flow_tables_are_used() -> None:
+def test_without_pair_capacities_the_original_flow_tables_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
     loop = EventLoop()
+    monkeypatch.setenv("PLEXUS_NETWORK_CORE", "python")
     net = Network(loop, np.array([MB, MB]), np.array([MB, MB]), lambda u, v: 0.0)
-    assert type(net._flows) is _FewFlows and net._many is _ManyFlows
+    assert type(net._flows.table) is _FewFlows and net._flows._many is _ManyFlows and net.core == "python"
     paired = Network(loop, np.array([MB, MB]), np.array([MB, MB]), lambda u, v: 0.0, lambda u, v: MB)
-    assert type(paired._flows) is not _FewFlows and isinstance(paired._flows, _FewFlows)
+    table = paired._flows.table
+    assert type(table) is not _FewFlows and isinstance(table, _FewFlows) and paired.core == "python"
+    monkeypatch.delenv("PLEXUS_NETWORK_CORE")
+    paired = Network(loop, np.array([MB, MB]), np.array([MB, MB]), lambda u, v: 0.0, lambda u, v: MB)
+    assert paired.core == "python"  # pair links are modelled by the Python tables only
 
 
 def test_a_non_positive_pair_capacity_is_refused() -> None:

@@ -11,6 +11,11 @@ import numpy as np
 
 from plexus.protocol.options import inherited, option
 
+try:  # the plain average in C (setup.py builds it where a C compiler is found): the same bits, without NumPy's
+    from plexus.protocol._mean import mean_into  # per-call cost (a D-PSGD round averages n times)
+except ImportError:  # pragma: no cover - depends on the build
+    mean_into = None
+
 
 def quorum(sample_size: int, success_fraction: float) -> int:
     """floor(s x sf), at least 1: the number of models an aggregator waits for (the Plexus authors' rule,
@@ -46,6 +51,10 @@ class SampledRoundOptions:
 def average(models: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
     if not models:
         raise ValueError("cannot average zero models")
+    if weights is None and mean_into is not None and type(models[0]) is np.ndarray:
+        out = np.empty(models[0].size, dtype=np.float32)
+        if mean_into(models, out):  # False unless every model is a flat float32 vector of one length
+            return out
     stacked = np.stack(models).astype(np.float64, copy=False)
     if weights is None:
         mean = stacked.mean(axis=0)

@@ -125,26 +125,29 @@ class SynchronousNeighbourNode(DecentralizedNode):
         if self._stopped:
             return
         round = message.round
-        metrics = self.runtime.metrics
         position = self.position.get(sender)
         if position is None:
-            metrics.rejected("unknown_sender", sender)
+            self.runtime.metrics.rejected("unknown_sender", sender)
             return
         if round < self.round:
-            metrics.rejected("stale_round", sender)
+            self.runtime.metrics.rejected("stale_round", sender)
             return
-        if position not in self.topology(round).in_neighbours(self.me, round):
-            metrics.rejected("not_an_in_neighbour", sender)
+        expected = self.topology(round).in_neighbours(self.me, round)
+        if position not in expected:
+            self.runtime.metrics.rejected("not_an_in_neighbour", sender)
             return
         if message.params.size != self.parameters:
-            metrics.rejected("wrong_parameter_count", sender)
+            self.runtime.metrics.rejected("wrong_parameter_count", sender)
             return
-        bucket = self._inbox.setdefault(round, {})
-        if position in bucket:
-            metrics.rejected("duplicate_model", sender)
+        bucket = self._inbox.get(round)
+        if bucket is None:
+            bucket = self._inbox[round] = {}
+        elif position in bucket:
+            self.runtime.metrics.rejected("duplicate_model", sender)
             return
         bucket[position] = message.params
-        if round == self.round:
+        # the last model the round waited for (the test _try_average makes first, here without a call per model)
+        if round == self.round and self._trained is not None and len(bucket) >= len(expected):
             self._try_average()
 
     # ------------------------------------------------------------------ the round

@@ -24,7 +24,8 @@ class Future(Generic[T]):
     __slots__ = ("_callbacks", "_done", "_result", "_exception", "_cancelled", "_on_cancel")
 
     def __init__(self, on_cancel: Callable[[], None] | None = None) -> None:
-        self._callbacks: list[Callable[[Future[T]], None]] = []
+        # created on the first callback: most futures of a simulation (every message's) never get one
+        self._callbacks: list[Callable[[Future[T]], None]] | None = None
         self._done = False
         self._result: T | None = None
         self._exception: BaseException | None = None
@@ -88,6 +89,8 @@ class Future(Generic[T]):
     def add_done_callback(self, callback: Callable[[Future[T]], None]) -> None:
         if self._done:
             callback(self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
         else:
             self._callbacks.append(callback)
 
@@ -97,9 +100,11 @@ class Future(Generic[T]):
         # producer's hook refers to what refers to this future), so the whole job is freed by reference counting
         # at once instead of waiting, model arrays and all, for the cyclic garbage collector
         self._on_cancel = None
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(self)
+        callbacks = self._callbacks
+        if callbacks is not None:
+            self._callbacks = None
+            for callback in callbacks:
+                callback(self)
 
     def __await__(self) -> Generator[Future[T], None, T]:
         if not self._done:

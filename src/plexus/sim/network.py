@@ -35,11 +35,18 @@ arrives; whether the receiver is still there to take it is the caller's business
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from plexus.sim.engine import EventLoop, EventTimer
+
+try:  # the flow table in C (setup.py builds it where a C compiler is found): same results, several times faster
+    from plexus.sim._flowtable import FlowTable as CompiledFlowTable
+except ImportError:  # pragma: no cover - depends on the build
+    CompiledFlowTable = None
 
 LatencyFn = Callable[[int, int], float]
 PairCapacityFn = Callable[[int, int], float]  # bytes/s of the directed link src -> dst (inf: no such limit)
@@ -441,6 +448,71 @@ class _ManyPairedFlows(_ManyFlows):
         return drained  # type: ignore[return-value]
 
 
+class PythonFlowTable:
+    """The flow table in Python: plain lists for a few flows, NumPy arrays for many (the network switches with
+    hysteresis, see ``FEW_FLOWS_MAX``), pair links when ``paired``. ``plexus.sim._flowtable.FlowTable`` is the same
+    table in C, operation for operation; the network uses it when it was built and no pair links are modelled."""
+
+    def __init__(self, endpoints: int, capacity: list[float], paired: bool) -> None:
+        self.endpoints = endpoints
+        self._capacity_list = capacity  # the network's list: pair links are appended to it as pairs start talking
+        self._capacity = np.array(capacity, dtype=np.float64)
+        self._paired = paired
+        self._few: type[_FewFlows] = _FewPairedFlows if paired else _FewFlows
+        self._many: type[_ManyFlows] = _ManyPairedFlows if paired else _ManyFlows
+        self.table: _FewFlows | _ManyFlows = self._few()
+
+    @property
+    def many(self) -> bool:
+        return isinstance(self.table, _ManyFlows)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def add(self, src: int, dst: int, size: float, payload: Payload, pair: int = -1) -> None:
+        if self._paired:
+            self.table.add(src, dst, size, size, payload, pair)  # type: ignore[call-arg]
+        else:
+            self.table.add(src, dst, size, size, payload)
+
+    def to_many(self) -> None:
+        self._switch(self._many(resources=2 * self.endpoints))
+
+    def to_few(self) -> None:
+        self._switch(self._few())
+
+    def _switch(self, table: _FewFlows | _ManyFlows) -> None:
+        for row in self.table.drain():
+            table.add(*row)
+        self.table = table
+
+    def advance(self, elapsed: float) -> None:
+        self.table.advance(elapsed)
+
+    def pop_finished(self) -> list[tuple[int, int, float, Payload]]:
+        return self.table.pop_finished()
+
+    def soonest(self, now: float) -> float:
+        return self.table.soonest(now)
+
+    def rates_still_fair(self, finished: list[tuple[int, int, float, Payload]]) -> bool:
+        return self.table.rates_still_fair(finished, self.endpoints)
+
+    def reallocate(self, now: float) -> float:
+        if not self.many:
+            return self.table.reallocate(self._capacity_list, self.endpoints, now)
+        if self._capacity.size != len(self._capacity_list):  # pair links were added since
+            self._capacity = np.array(self._capacity_list, dtype=np.float64)
+        return self.table.reallocate(self._capacity, self.endpoints, now)  # type: ignore[arg-type]
+
+    def add_fresh(self, now: float) -> float | None:
+        table = self.table
+        return table.add_fresh(self._capacity_list, self.endpoints, now) if isinstance(table, _ManyFlows) else None
+
+    def remove(self, matches: Callable[[int, int, Payload], bool]) -> list[tuple[int, float, Payload]]:
+        return self.table.remove(matches)
+
+
 class Network:
     """Transfers between endpoints 0..n-1 on an :class:`EventLoop`."""
 
@@ -460,8 +532,7 @@ class Network:
             raise ValueError("link capacities must be positive (infinity allowed)")
         self.loop = loop
         self.endpoints = upload.size
-        self._capacity = np.concatenate([upload, download])
-        self._capacity_list = self._capacity.tolist()
+        self._capacity_list = np.concatenate([upload, download]).tolist()
         self._latency = latency
         self.bytes_sent = np.zeros(self.endpoints, dtype=np.int64)
         self.bytes_received = np.zeros(self.endpoints, dtype=np.int64)
@@ -470,9 +541,7 @@ class Network:
         self.incremental_allocations = 0
         self._pair_capacity = pair_capacity
         self._pair_ids: dict[tuple[int, int], int] = {}  # (src, dst) -> resource id, -1 for an unlimited pair
-        self._few: type[_FewFlows] = _FewFlows if pair_capacity is None else _FewPairedFlows
-        self._many: type[_ManyFlows] = _ManyFlows if pair_capacity is None else _ManyPairedFlows
-        self._flows: _FewFlows | _ManyFlows = self._few()
+        self._flows: Any = self._flow_table(pair_capacity is not None)
         self._last_update = 0.0
         self._completion_timer: EventTimer | None = None
         self._reallocation_pending = False
@@ -507,12 +576,13 @@ class Network:
             return None
         self._advance()
         payload = (on_arrival, on_sent, on_abort)
+        flows = self._flows
         if self._pair_capacity is None:
-            self._flows.add(src, dst, float(nbytes), float(nbytes), payload)
+            flows.add(src, dst, float(nbytes), payload)
         else:
-            self._flows.add(src, dst, float(nbytes), float(nbytes), payload, self._pair_id(src, dst))  # type: ignore[call-arg]
-        if isinstance(self._flows, _FewFlows) and len(self._flows) > FEW_FLOWS_MAX:
-            self._switch_table(self._many(resources=2 * self.endpoints))
+            flows.add(src, dst, float(nbytes), payload, self._pair_id(src, dst))
+        if not flows.many and len(flows) > FEW_FLOWS_MAX:
+            flows.to_many()
         self.bytes_sent[src] += nbytes
         self.messages_sent += 1
         if not self._reallocation_pending:
@@ -574,11 +644,16 @@ class Network:
     def bytes_total(self) -> int:
         return int(self.bytes_sent.sum())
 
+    @property
+    def core(self) -> str:
+        """Which flow table carries the transfers: ``compiled`` (C) or ``python`` (same results, slower)."""
+        return "compiled" if isinstance(self._flows, CompiledFlowTable or ()) else "python"
+
     # ---------------------------------------------------------------- internals
-    def _switch_table(self, table: _FewFlows | _ManyFlows) -> None:
-        for row in self._flows.drain():
-            table.add(*row)
-        self._flows = table
+    def _flow_table(self, paired: bool) -> Any:
+        if CompiledFlowTable is not None and not paired and os.environ.get("PLEXUS_NETWORK_CORE") != "python":
+            return CompiledFlowTable(self._capacity_list, self.endpoints)
+        return PythonFlowTable(self.endpoints, self._capacity_list, paired)
 
     def _advance(self) -> None:
         # every active flow has a finite rate here: flows between two infinite links finish at the
@@ -589,18 +664,12 @@ class Network:
             self._flows.advance(elapsed)
         self._last_update = now
 
-    def _capacity_array(self) -> np.ndarray:
-        if self._capacity.size != len(self._capacity_list):  # pair links were added since
-            self._capacity = np.array(self._capacity_list, dtype=np.float64)
-        return self._capacity
-
     def _on_completion_timer(self) -> None:
         self._completion_timer = None
         self._advance()
         finished = self._finish_done()
         flows = self._flows
-        if finished and (INCREMENTAL or isinstance(flows, _FewFlows)) and flows.rates_still_fair(finished,
-                                                                                                 self.endpoints):
+        if finished and (INCREMENTAL or not flows.many) and flows.rates_still_fair(finished):
             # nobody else's share changes: only the next completion time needs finding
             soonest = flows.soonest(self.loop.now)
             if soonest > 0.0:
@@ -618,8 +687,9 @@ class Network:
             call_later(latency(src, dst), self._arrive, dst, int(size), arrival)
             if sent is not None:
                 sent()
-        if isinstance(self._flows, _ManyFlows) and len(self._flows) < FEW_FLOWS_BACK:
-            self._switch_table(self._few())
+        flows = self._flows
+        if flows.many and len(flows) < FEW_FLOWS_BACK:
+            flows.to_few()
         return finished
 
     def _arrive(self, dst: int, nbytes: int, callback: Arrival) -> None:
@@ -639,18 +709,16 @@ class Network:
             self._completion_timer.cancel()
             self._completion_timer = None
         flows = self._flows
-        if isinstance(flows, _ManyFlows) and INCREMENTAL:
-            soonest_fresh = flows.add_fresh(self._capacity_list, self.endpoints, self.loop.now)
+        if flows.many and INCREMENTAL:
+            soonest_fresh = flows.add_fresh(self.loop.now)
             if soonest_fresh is not None and soonest_fresh > 1e-12:
                 self.incremental_allocations += 1
                 if soonest_fresh != math.inf:
                     self._completion_timer = self.loop.call_later(soonest_fresh, self._on_completion_timer)
                 return
-        while len(self._flows):
+        while len(flows):
             self.reallocations += 1
-            flows = self._flows
-            capacity = self._capacity_list if isinstance(flows, _FewFlows) else self._capacity_array()
-            soonest = flows.reallocate(capacity, self.endpoints, self.loop.now)  # type: ignore[arg-type]
+            soonest = flows.reallocate(self.loop.now)
             if soonest > 0.0:
                 self._completion_timer = self.loop.call_later(soonest, self._on_completion_timer)
                 return

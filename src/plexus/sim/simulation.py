@@ -43,6 +43,7 @@ from plexus.metrics.results import (
     write_csv,
     write_json,
 )
+from plexus.protocol import aggregation
 from plexus.protocol.fedavg import SERVER_ID
 from plexus.protocol.node import Node
 from plexus.protocol.registry import Algorithm, algorithm
@@ -554,6 +555,9 @@ def drive(state: SimulationState, learning: Learning, out_dir: Path, progress: P
     summary["warnings"] = list(notes)
     summary.update(wall_seconds=wall, setup_wall_seconds=state.setup_wall_seconds, loop_wall_seconds=loop_wall)
     summary["executor"] = executor.name
+    # the optional C parts (setup.py): the same results either way, only the wall time differs
+    summary["compiled_core"] = {"flow_table": world.network.core,
+                                "average": "compiled" if aggregation.mean_into is not None else "numpy"}
     if state.resumed:
         summary["resumed"] = state.resumed
     work = executor.wall_seconds + learning.evaluation.wall_seconds
