@@ -40,6 +40,7 @@ def same(a: Any, b: Any) -> bool:
 
 
 @compiled
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # a random flow may get no capacity: 0 / 0
 @pytest.mark.parametrize("seed", range(12))
 def test_every_operation_gives_the_same_bits_in_both_tables(seed: int) -> None:
     rng = np.random.default_rng(seed)

@@ -155,12 +155,17 @@ def _is_classvar(hint: Any) -> bool:
     return hint is ClassVar or typing.get_origin(hint) is ClassVar
 
 
+_FLOAT32 = np.dtype(np.float32)
+
+
 def _frozen_params(params: Any) -> np.ndarray:
-    if type(params) is not np.ndarray or params.dtype != np.float32 or params.ndim != 1:
+    # one message per model sent: the common case (a flat float32 array) costs three identity tests
+    if type(params) is not np.ndarray or (params.dtype is not _FLOAT32 and params.dtype != _FLOAT32) \
+            or params.ndim != 1:
         params = np.ascontiguousarray(params, dtype=np.float32).reshape(-1)
     if params.flags.writeable:
         params = params.view()
-        params.flags.writeable = False
+        params.setflags(write=False)
     return params
 
 

@@ -110,7 +110,13 @@ class Transmission(Future[None]):
     __slots__ = ("_sent", "_left")
 
     def __init__(self) -> None:
-        super().__init__()
+        # Future.__init__ written out: a simulation makes one transmission per message
+        self._callbacks = None
+        self._done = False
+        self._result = None
+        self._exception = None
+        self._cancelled = False
+        self._on_cancel = None
         self._sent: Future[None] | None = None
         self._left = False
 
@@ -137,7 +143,8 @@ class Transmission(Future[None]):
         """Runtime side: the destination node has the message."""
         if not self._left:
             self.mark_sent()
-        self.set_result(None)
+        if not self._done:  # set_result(None), one call fewer per message
+            self._finish()
 
     def cancel(self) -> bool:
         if self._sent is not None and not self._left:

@@ -48,6 +48,11 @@ typedef struct {
     /* many mode bookkeeping */
     long long *users;       /* flows per resource */
     double *load;           /* rates summed per resource */
+    /* resources that have carried a flow since the last full allocation: every other one has load 0 and is not
+     * saturated, so a full allocation resets only these (NumPy recomputes every resource) */
+    char *dirty;
+    Py_ssize_t *dirty_list;
+    Py_ssize_t dirty_count;
     Py_ssize_t *fresh;      /* slots added since the last allocation, in order */
     Py_ssize_t fresh_count, fresh_capacity;
 
@@ -172,10 +177,19 @@ static Py_ssize_t flow_slots(FlowTable *t, Py_ssize_t *out)
     return t->count;
 }
 
+static void mark_dirty(FlowTable *t, Py_ssize_t r)
+{
+    if (!t->dirty[r]) {
+        t->dirty[r] = 1;
+        t->dirty_list[t->dirty_count++] = r;
+    }
+}
+
 static void clear_saturated(FlowTable *t)
 {
     if (t->many) {
-        memset(t->saturated, 0, t->resources);
+        for (Py_ssize_t i = 0; i < t->dirty_count; i++)
+            t->saturated[t->dirty_list[i]] = 0;
     } else {
         for (Py_ssize_t i = 0; i < t->saturated_count; i++)
             t->saturated[t->saturated_list[i]] = 0;
@@ -298,21 +312,16 @@ static int max_min_small(FlowTable *t, Py_ssize_t flows, const long long *up, co
 }
 
 /* network._max_min_vectorised: the same filling, in the order NumPy computes it (shares from this step's spare
- * capacity; the frozen flows' rates summed per resource in flow order, then taken off at once). */
+ * capacity; the frozen flows' rates summed per resource in flow order, then taken off at once). Each step visits
+ * only the resources of the flows not yet frozen: the others' spare capacity is never read again. */
 static int max_min_many(FlowTable *t, Py_ssize_t flows, const long long *up, const long long *down,
                         const double *capacity, double *rates)
 {
-    Py_ssize_t touched = 0;
+    char *seen = t->touched;
+    Py_ssize_t *live = t->touched_list;
     for (Py_ssize_t f = 0; f < flows; f++) {
-        long long pair[2] = {up[f], down[f]};
-        for (int k = 0; k < 2; k++) {
-            long long r = pair[k];
-            if (!t->touched[r]) {
-                t->touched[r] = 1;
-                t->touched_list[touched++] = (Py_ssize_t)r;
-                t->spare[r] = capacity[r];
-            }
-        }
+        t->spare[up[f]] = capacity[up[f]];
+        t->spare[down[f]] = capacity[down[f]];
         rates[f] = 0.0;
     }
     Py_ssize_t *unfrozen = t->flow_list;
@@ -321,21 +330,25 @@ static int max_min_many(FlowTable *t, Py_ssize_t flows, const long long *up, con
         unfrozen[f] = f;
     int status = 0;
     while (left > 0) {
-        for (Py_ssize_t i = 0; i < touched; i++) {
-            Py_ssize_t r = t->touched_list[i];
-            t->crossing[r] = 0;
-            t->not_minimal[r] = 0;
-            t->used[r] = 0.0;
-        }
+        Py_ssize_t count = 0;
         for (Py_ssize_t i = 0; i < left; i++) {
             Py_ssize_t f = unfrozen[i];
-            t->crossing[up[f]]++;
-            t->crossing[down[f]]++;
+            long long ends[2] = {up[f], down[f]};
+            for (int e = 0; e < 2; e++) {
+                long long r = ends[e];
+                if (!seen[r]) {
+                    seen[r] = 1;
+                    live[count++] = (Py_ssize_t)r;
+                    t->crossing[r] = 0;
+                    t->not_minimal[r] = 0;
+                    t->used[r] = 0.0;
+                }
+                t->crossing[r]++;
+            }
         }
-        for (Py_ssize_t i = 0; i < touched; i++) {
-            Py_ssize_t r = t->touched_list[i];
-            if (t->crossing[r] > 0)
-                t->share[r] = t->spare[r] / (double)t->crossing[r];
+        for (Py_ssize_t i = 0; i < count; i++) {
+            Py_ssize_t r = live[i];
+            t->share[r] = t->spare[r] / (double)t->crossing[r];
         }
         for (Py_ssize_t i = 0; i < left; i++) {
             Py_ssize_t f = unfrozen[i];
@@ -365,22 +378,21 @@ static int max_min_many(FlowTable *t, Py_ssize_t flows, const long long *up, con
                 unfrozen[kept++] = f;
             }
         }
+        for (Py_ssize_t i = 0; i < count; i++) {
+            Py_ssize_t r = live[i];
+            seen[r] = 0;
+            if (finite) {
+                double rest = t->spare[r] - t->used[r];
+                t->spare[r] = rest < 0.0 ? 0.0 : rest;
+            }
+        }
         if (kept == left) {
             PyErr_SetString(PyExc_RuntimeError, "max-min allocation made no progress (NaN capacity?)");
             status = -1;
             break;
         }
-        if (finite) {
-            for (Py_ssize_t i = 0; i < touched; i++) {
-                Py_ssize_t r = t->touched_list[i];
-                double rest = t->spare[r] - t->used[r];
-                t->spare[r] = rest < 0.0 ? 0.0 : rest;
-            }
-        }
         left = kept;
     }
-    for (Py_ssize_t i = 0; i < touched; i++)
-        t->touched[t->touched_list[i]] = 0;
     return status;
 }
 
@@ -423,6 +435,8 @@ static int add_flow(FlowTable *t, long long src, long long dst, double size, dou
         t->fresh[t->fresh_count++] = slot;
         t->users[src]++;
         t->users[dst + t->endpoints]++;
+        mark_dirty(t, (Py_ssize_t)src);
+        mark_dirty(t, (Py_ssize_t)(dst + t->endpoints));
         /* keep order ascending: the new slot goes before the first larger one */
         Py_ssize_t low = 0, high = t->count;
         while (low < high) {
@@ -487,6 +501,8 @@ static int switch_mode(FlowTable *t, int many)
     if (many) {
         memset(t->users, 0, t->resources * sizeof(long long));
         memset(t->load, 0, t->resources * sizeof(double));
+        memset(t->dirty, 0, t->resources);
+        t->dirty_count = 0;
     }
     status = 0;
     for (Py_ssize_t i = 0; i < n && status == 0; i++)
@@ -655,13 +671,24 @@ static PyObject *FlowTable_reallocate(FlowTable *t, PyObject *arg)
     clear_saturated(t);
     if (t->many) {
         t->fresh_count = 0;
-        memset(t->load, 0, t->resources * sizeof(double));
+        for (Py_ssize_t i = 0; i < t->dirty_count; i++) {
+            Py_ssize_t r = t->dirty_list[i];
+            t->load[r] = 0.0;
+            t->dirty[r] = 0;
+        }
+        t->dirty_count = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            mark_dirty(t, (Py_ssize_t)t->flow_up[i]);
+            mark_dirty(t, (Py_ssize_t)t->flow_down[i]);
+        }
         for (Py_ssize_t i = 0; i < n; i++)
             t->load[t->flow_up[i]] += t->flow_rate[i];
         for (Py_ssize_t i = 0; i < n; i++)
             t->load[t->flow_down[i]] += t->flow_rate[i];
-        for (Py_ssize_t r = 0; r < t->resources; r++)
+        for (Py_ssize_t i = 0; i < t->dirty_count; i++) {
+            Py_ssize_t r = t->dirty_list[i];
             t->saturated[r] = SATURATED(t->load[r], t->capacity[r]);
+        }
     } else {
         /* load per resource, summed flow by flow (up, then down), as the Python dict does */
         double *load = t->scratch;
@@ -1035,10 +1062,14 @@ static PyObject *FlowTable_setstate(FlowTable *t, PyObject *state)
         for (Py_ssize_t r = 0; r < t->resources; r++)
             if (t->saturated[r])
                 t->saturated_list[t->saturated_count++] = r;
+    memset(t->dirty, 0, t->resources);
+    t->dirty_count = 0;
     for (Py_ssize_t r = 0; r < t->resources; r++) {
         t->load[r] = PyFloat_AsDouble(PyList_GET_ITEM(load, r));
         if (t->load[r] == -1.0 && PyErr_Occurred())
             return NULL;
+        if (many && (t->load[r] != 0.0 || signbit(t->load[r]) || t->saturated[r] || t->users[r] > 0))
+            mark_dirty(t, r);
     }
     Py_ssize_t fresh_count = PyList_GET_SIZE(fresh);
     if (fresh_count > t->fresh_capacity) {
@@ -1088,6 +1119,8 @@ static int FlowTable_init(FlowTable *t, PyObject *args, PyObject *kwds)
     ALLOC(saturated_list, Py_ssize_t);
     ALLOC(users, long long);
     ALLOC(load, double);
+    ALLOC(dirty, char);
+    ALLOC(dirty_list, Py_ssize_t);
     ALLOC(local_id, Py_ssize_t);
     ALLOC(crossing, long long);
     ALLOC(share, double);
@@ -1131,7 +1164,7 @@ static void FlowTable_dealloc(FlowTable *t)
     PyObject_GC_UnTrack(t);
     FlowTable_clear(t);
     void *arrays[] = {t->capacity, t->src, t->dst, t->size, t->remaining, t->rate, t->active, t->payload,
-                      t->free_stack, t->order, t->saturated, t->saturated_list, t->users, t->load, t->fresh,
+                      t->free_stack, t->order, t->saturated, t->saturated_list, t->users, t->load, t->dirty, t->dirty_list, t->fresh,
                       t->local_id, t->crossing, t->share, t->spare, t->used, t->scratch, t->not_minimal, t->touched,
                       t->touched_list, t->flow_up, t->flow_down, t->flow_rate, t->flow_level, t->flow_list,
                       t->flow_slot, t->flow_done, t->frozen_flow, t->frozen_level, t->members, t->member_start,

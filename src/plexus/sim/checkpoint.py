@@ -7,8 +7,8 @@ data, the model template, trainer, evaluator, executor and its workers), which i
 resume exactly as the run built it (same seed: same data, partition and initial model). The pickler replaces
 those objects by names (``persistent_id``) and the resume puts the rebuilt ones in their place.
 
-**How.** The heap holds closures (``lambda: self._deliver(src, dst, message, transmission)``, a node's
-``lambda done: self._trained(round, done)``) and futures whose callbacks are closures too. Two ways to persist
+**How.** The heap holds closures (a node's ``lambda done: self._trained(round, done)``, whatever a plug-in
+schedules) and futures whose callbacks are closures too. Two ways to persist
 that were weighed: (a) make every scheduled callback a picklable bound method or ``functools.partial``, so the
 standard pickle suffices; (b) pickle the state with ``cloudpickle``, which serialises closures and lambdas by
 value (their code and cells) and everything importable by reference. (a) would constrain every algorithm,
@@ -331,6 +331,8 @@ def adopt_in_flight(state: SimulationState, learning: Learning) -> None:
 
     pending = []
     for _, _, timer in state.world.loop.scheduled():
+        if isinstance(timer, tuple):  # fire_later: never a training job
+            continue
         callback = timer.callback
         owner = getattr(callback, "__self__", None)
         if isinstance(owner, Training) and not timer.cancelled():

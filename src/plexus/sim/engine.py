@@ -91,6 +91,17 @@ class EventLoop:
         heapq.heappush(self._heap, (time, self._sequence, timer))
         return timer
 
+    def fire_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> None:
+        """Like :meth:`call_later` for a callback nobody will cancel (the network's arrivals, half of a large
+        run's events): no timer object is made, the heap holds ``(callback, args)`` itself."""
+        if not delay >= 0:
+            if delay != delay:
+                raise ValueError("NaN delay")
+            delay = 0.0
+        time = self._now + delay
+        self._sequence += 1
+        heapq.heappush(self._heap, (time, self._sequence, (callback, args)))
+
     def call_daemon(self, time: float, callback: Callable[..., Any], *args: Any) -> EventTimer:
         """Like :meth:`call_at`, but the timer does not keep the loop running (a watchdog)."""
         if not time >= self._now:
@@ -123,8 +134,9 @@ class EventLoop:
         """Scheduled timers other than daemons (cancelled ones included until they are popped)."""
         return len(self._heap) - self._daemons
 
-    def scheduled(self) -> list[tuple[float, int, EventTimer]]:
-        """The heap's entries (time, sequence, timer), cancelled ones included, in no particular order."""
+    def scheduled(self) -> list[tuple[float, int, EventTimer | tuple[Callable[..., Any], tuple[Any, ...]]]]:
+        """The heap's entries (time, sequence, timer), cancelled ones included, in no particular order; an entry
+        of :meth:`fire_later` holds ``(callback, args)`` instead of a timer."""
         return list(self._heap)
 
     @property
@@ -153,15 +165,20 @@ class EventLoop:
                     self._now = until
                     break
                 time, _, timer = pop(heap)
-                if timer.__class__ is DaemonTimer:
-                    self._daemons -= 1
-                if timer._cancelled:
-                    continue
+                kind = timer.__class__
+                if kind is tuple:  # fire_later
+                    callback, args = timer
+                else:
+                    if kind is DaemonTimer:
+                        self._daemons -= 1
+                    if timer._cancelled:
+                        continue
+                    callback, args = timer.callback, timer.args
+                    timer.callback = _never  # fired: as on cancel, keep no reference to what it runs
+                    timer.args = ()
                 self._now = time
                 processed += 1
-                timer.callback(*timer.args)
-                timer.callback = _never  # fired: as on cancel, keep no reference to what it ran
-                timer.args = ()
+                callback(*args)
                 if deferred:
                     self._run_deferred()
                 if check is not None and processed % every == 0 and check():

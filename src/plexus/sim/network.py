@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -54,9 +54,30 @@ PairCapacityFn = Callable[[int, int], float]  # bytes/s of the directed link src
 
 Arrival = Callable[[], None]
 Abort = Callable[[str], None]
-# what a flow table carries for each transfer: (on_arrival, on_sent or None, on_abort or None); the tuple itself
-# is the transfer's handle
-Payload = tuple[Arrival, Arrival | None, Abort | None]
+
+
+class Parcel(Protocol):
+    """What a transfer carries for its sender, and its handle: ``left()`` when the last byte has left the sender's
+    uplink, ``arrived()`` when it lands, ``aborted(reason)`` if it is stopped first (``left`` and ``aborted`` may be
+    None: nobody to tell). The simulated world sends each message as one such object (no closures per message)."""
+
+    left: Arrival | None
+    arrived: Arrival
+    aborted: Abort | None
+
+
+class Callbacks:
+    """A parcel made of three callbacks (:meth:`Network.transfer`)."""
+
+    __slots__ = ("arrived", "left", "aborted")
+
+    def __init__(self, arrived: Arrival, left: Arrival | None = None, aborted: Abort | None = None) -> None:
+        self.arrived = arrived
+        self.left = left
+        self.aborted = aborted
+
+
+Payload = Parcel  # what a flow table carries for each transfer
 SMALL_MESSAGE_BYTES = 1500
 FEW_FLOWS_MAX = 32  # above this many transfers, switch to the NumPy flow table
 FEW_FLOWS_BACK = 12  # and back to plain Python below this many
@@ -534,8 +555,9 @@ class Network:
         self.endpoints = upload.size
         self._capacity_list = np.concatenate([upload, download]).tolist()
         self._latency = latency
-        self.bytes_sent = np.zeros(self.endpoints, dtype=np.int64)
-        self.bytes_received = np.zeros(self.endpoints, dtype=np.int64)
+        # per endpoint; Python lists, since each message adds to one entry (a NumPy scalar update costs 5x more)
+        self._bytes_sent = [0] * self.endpoints
+        self._bytes_received = [0] * self.endpoints
         self.messages_sent = 0
         self.reallocations = 0
         self.incremental_allocations = 0
@@ -559,6 +581,11 @@ class Network:
         """Start carrying ``nbytes`` from ``src`` to ``dst``: ``on_sent()`` runs when the last byte has left the
         sender's uplink, ``on_arrival()`` one latency later, when it lands, ``on_abort(reason)`` if the transfer
         is aborted first. Returns the handle :meth:`abort` takes (None for a small message, which cannot be)."""
+        return self.carry(src, dst, nbytes, Callbacks(on_arrival, on_sent, on_abort))
+
+    def carry(self, src: int, dst: int, nbytes: int, parcel: Parcel) -> Parcel | None:
+        """:meth:`transfer` with the callbacks as one :class:`Parcel`; returns it as the handle (None for a small
+        message, which cannot be aborted)."""
         if nbytes <= 0:
             raise ValueError(f"a transfer must carry at least one byte, got {nbytes}")
         if src == dst:
@@ -568,27 +595,28 @@ class Network:
             if self._pair_capacity is not None:
                 rate = min(rate, self.pair_capacity(src, dst))
             seconds = 0.0 if rate == math.inf else nbytes / rate
-            self.bytes_sent[src] += nbytes
+            self._bytes_sent[src] += nbytes
             self.messages_sent += 1
-            if on_sent is not None:
-                self.loop.call_later(seconds, on_sent)
-            self.loop.call_later(seconds + self._latency(src, dst), self._arrive, dst, nbytes, on_arrival)
+            left = parcel.left
+            if left is not None:
+                self.loop.fire_later(seconds, left)
+            self.loop.fire_later(seconds + self._latency(src, dst), self._arrive, dst, nbytes, parcel)
             return None
-        self._advance()
-        payload = (on_arrival, on_sent, on_abort)
+        if self.loop.now != self._last_update:
+            self._advance()
         flows = self._flows
         if self._pair_capacity is None:
-            flows.add(src, dst, float(nbytes), payload)
+            flows.add(src, dst, float(nbytes), parcel)
         else:
-            flows.add(src, dst, float(nbytes), payload, self._pair_id(src, dst))
+            flows.add(src, dst, float(nbytes), parcel, self._pair_id(src, dst))
         if not flows.many and len(flows) > FEW_FLOWS_MAX:
             flows.to_many()
-        self.bytes_sent[src] += nbytes
+        self._bytes_sent[src] += nbytes
         self.messages_sent += 1
         if not self._reallocation_pending:
             self._reallocation_pending = True
             self.loop.defer(self._deferred_reallocate)
-        return payload
+        return parcel
 
     def abort(self, handle: Payload | None, reason: str = "aborted") -> bool:
         """Stop a transfer that has not finished sending; returns whether it was still in flight."""
@@ -603,10 +631,11 @@ class Network:
     def _remove(self, matches: Callable[[int, int, Payload], bool], reason: str) -> int:
         self._advance()
         removed = self._flows.remove(matches)
-        for src, remaining, (_, _, on_abort) in removed:
-            self.bytes_sent[src] -= int(remaining)
-            if on_abort is not None:
-                on_abort(reason)
+        for src, remaining, parcel in removed:
+            self._bytes_sent[src] -= int(remaining)
+            aborted = parcel.aborted
+            if aborted is not None:
+                aborted(reason)
         if removed and not self._reallocation_pending:
             self._reallocation_pending = True
             self.loop.defer(self._deferred_reallocate)
@@ -641,8 +670,18 @@ class Network:
         return len(self._flows)
 
     @property
+    def bytes_sent(self) -> np.ndarray:
+        """Bytes each endpoint has sent (a message aborted midway counts what had left)."""
+        return np.array(self._bytes_sent, dtype=np.int64)
+
+    @property
+    def bytes_received(self) -> np.ndarray:
+        """Bytes that have arrived at each endpoint."""
+        return np.array(self._bytes_received, dtype=np.int64)
+
+    @property
     def bytes_total(self) -> int:
-        return int(self.bytes_sent.sum())
+        return sum(self._bytes_sent)
 
     @property
     def core(self) -> str:
@@ -682,19 +721,20 @@ class Network:
         if not len(self._flows):
             return []
         finished = self._flows.pop_finished()
-        call_later, latency = self.loop.call_later, self._latency
-        for src, dst, size, (arrival, sent, _) in finished:
-            call_later(latency(src, dst), self._arrive, dst, int(size), arrival)
-            if sent is not None:
-                sent()
+        fire_later, latency = self.loop.fire_later, self._latency
+        for src, dst, size, parcel in finished:
+            fire_later(latency(src, dst), self._arrive, dst, int(size), parcel)
+            left = parcel.left
+            if left is not None:
+                left()
         flows = self._flows
         if flows.many and len(flows) < FEW_FLOWS_BACK:
             flows.to_few()
         return finished
 
-    def _arrive(self, dst: int, nbytes: int, callback: Arrival) -> None:
-        self.bytes_received[dst] += nbytes
-        callback()
+    def _arrive(self, dst: int, nbytes: int, parcel: Parcel) -> None:
+        self._bytes_received[dst] += nbytes
+        parcel.arrived()
 
     def _deferred_reallocate(self) -> None:
         # a completion handled in the same event may have reallocated already (a message queued behind one that

@@ -33,6 +33,43 @@ def node_id_of(index: int) -> bytes:
     return str(index).encode()
 
 
+class Courier:
+    """One message on its way through the network (its :class:`~plexus.sim.network.Parcel`): what the network
+    reports goes to the sender's transmission and, on arrival, to the receiving node. One object per message
+    instead of three closures: a D-PSGD round at 1000 nodes sends 10,000 of them."""
+
+    __slots__ = ("world", "src", "dst", "message", "transmission", "epoch", "peer")
+
+    def __init__(self, world: World, src: int, dst: int, message: Message, transmission: Transmission, epoch: int,
+                 peer: bytes) -> None:
+        self.world = world
+        self.src = src
+        self.dst = dst
+        self.message = message
+        self.transmission = transmission
+        self.epoch = epoch
+        self.peer = peer
+
+    def left(self) -> None:
+        self.transmission.mark_sent()
+
+    def arrived(self) -> None:
+        # a transmission cancelled after its last byte left only detached its sender: the message arrives
+        world, dst = self.world, self.dst
+        if not world.online[dst] or world.epochs[dst] != self.epoch:
+            world._lost(self.transmission, world.node_ids[dst], "offline_at_arrival")
+            return
+        world.nodes[dst].deliver(world.node_ids[self.src], self.message)
+        self.transmission.mark_delivered()
+
+    def aborted(self, reason: str) -> None:
+        self.world._lost(self.transmission, self.peer, reason)
+
+    def cancel(self) -> None:
+        """The sender abandoned the message: stop it if it has not finished sending."""
+        self.world.network.abort(self, "cancelled")
+
+
 class World:
     """Endpoints 0..data_nodes-1 are nodes with data; any further endpoints are servers (e.g. FedAvg's)."""
 
@@ -99,15 +136,12 @@ class World:
             self.messages_lost["unknown_peer"] += 1
             transmission.mark_failed(UnknownPeer(peer, "unknown node"))
             return transmission
-        epoch = self.epochs[dst]
+        courier = Courier(self, src, dst, message, transmission, self.epochs[dst], peer)
         if dst == src:
-            self.loop.call_later(0.0, self._deliver, src, dst, message, transmission, epoch)
+            self.loop.call_later(0.0, courier.arrived)
             return transmission
-        token = self.network.transfer(src, dst, message.wire_size,
-                                      lambda: self._deliver(src, dst, message, transmission, epoch),
-                                      transmission.mark_sent,
-                                      lambda reason: self._lost(transmission, peer, reason))
-        transmission.on_cancel(lambda: self.network.abort(token, "cancelled"))
+        if self.network.carry(src, dst, message.wire_size, courier) is not None:  # a small message cannot be
+            transmission.on_cancel(courier.cancel)
         return transmission
 
     def _lost(self, transmission: Transmission, peer: bytes, reason: str) -> None:
@@ -115,11 +149,3 @@ class World:
             return  # the sender abandoned it: not a loss
         self.messages_lost[reason] += 1
         transmission.mark_failed(PeerUnreachable(peer, reason.replace("_", " ")))
-
-    def _deliver(self, src: int, dst: int, message: Message, transmission: Transmission, epoch: int = 0) -> None:
-        # a transmission cancelled after its last byte left only detached its sender: the message arrives
-        if not self.online[dst] or self.epochs[dst] != epoch:
-            self._lost(transmission, self.node_ids[dst], "offline_at_arrival")
-            return
-        self.nodes[dst].deliver(self.node_ids[src], message)
-        transmission.mark_delivered()
