@@ -15,6 +15,18 @@ Most of the time only a handful of transfers are in flight (a Plexus round moves
 per-call cost would then dominate: below a threshold the flow table lives in plain Python lists, above it in
 NumPy arrays, with hysteresis between the two. Both give the same allocation (tests check it).
 
+**The compiled flow table.** ``plexus.sim._flowtable.FlowTable`` (``_flowtable.c``, built by ``setup.py`` where a
+C compiler is found) is :class:`PythonFlowTable` written in C, operation for operation: the same switch between
+the two modes, the same flow order (and free-slot order), every floating-point sum in the order Python's loops or
+NumPy's ``bincount`` make it, no fused multiply-add. A simulation therefore gives byte-identical results with
+either (``tests/test_network_compiled.py`` drives both through the same operations and networks and compares
+every float's bits). It carries D-PSGD at 1000 nodes, where nearly every completion changes someone's share and
+the Python tables were most of the simulator's own time. The network uses it unless pair links are modelled or
+``PLEXUS_NETWORK_CORE=python`` is set; :attr:`Network.core` says which runs.
+
+Each transfer carries a :class:`Parcel` (the simulated world's ``Courier``: one object per message, where three
+closures were) that the network tells when the last byte left, when it arrived, or why it was aborted.
+
 Messages of at most ``SMALL_MESSAGE_BYTES`` (one Ethernet MTU: pings, notices, acknowledgements) do not enter
 the sharing: such a message leaves after ``bytes / min(upload, download)`` and arrives one latency later. Its
 bytes are counted like any other's; modelling it as a flow would cost a reallocation for a packet that takes
@@ -28,7 +40,7 @@ Without ``pair_capacity`` the flow tables and allocators are the two-resource on
 
 A transfer in flight can be aborted (:meth:`Network.abort`, or every transfer of an endpoint that crashed with
 :meth:`Network.abort_endpoint`): it stops using its links at once, the bytes it had not yet sent are taken off
-the sender's count, and its ``on_abort(reason)`` runs. Once its last byte has left, a message is on the wire and
+the sender's count, and its parcel's ``aborted(reason)`` runs. Once its last byte has left, a message is on the wire and
 arrives; whether the receiver is still there to take it is the caller's business.
 """
 
