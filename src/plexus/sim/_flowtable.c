@@ -117,57 +117,52 @@ static int ensure_flow_scratch(FlowTable *t, Py_ssize_t flows)
     return 0;
 }
 
+/* Resize the per-slot arrays to `slots`, clearing the slots from `first` on (not yet in use). */
+static int resize_slots(FlowTable *t, Py_ssize_t first, Py_ssize_t slots)
+{
+    GROW(t, src, long long, slots);
+    GROW(t, dst, long long, slots);
+    GROW(t, size, double, slots);
+    GROW(t, remaining, double, slots);
+    GROW(t, rate, double, slots);
+    GROW(t, active, char, slots);
+    GROW(t, payload, PyObject *, slots);
+    GROW(t, free_stack, Py_ssize_t, slots);
+    GROW(t, order, Py_ssize_t, slots);
+    for (Py_ssize_t i = first; i < slots; i++) {
+        t->src[i] = t->dst[i] = 0;
+        t->size[i] = t->remaining[i] = t->rate[i] = 0.0;
+        t->active[i] = 0;
+        t->payload[i] = NULL;
+    }
+    t->slots = slots;
+    return ensure_flow_scratch(t, slots);
+}
+
 /* Empty storage of `slots` slots with the free stack [slots-1, ..., 0] (slot 0 taken first). */
 static int reset_storage(FlowTable *t, Py_ssize_t slots)
 {
     for (Py_ssize_t i = 0; i < t->slots; i++)
         Py_CLEAR(t->payload[i]);
-    GROW(t, src, long long, slots);
-    GROW(t, dst, long long, slots);
-    GROW(t, size, double, slots);
-    GROW(t, remaining, double, slots);
-    GROW(t, rate, double, slots);
-    GROW(t, active, char, slots);
-    GROW(t, payload, PyObject *, slots);
-    GROW(t, free_stack, Py_ssize_t, slots);
-    GROW(t, order, Py_ssize_t, slots);
-    for (Py_ssize_t i = 0; i < slots; i++) {
-        t->src[i] = t->dst[i] = 0;
-        t->size[i] = t->remaining[i] = t->rate[i] = 0.0;
-        t->active[i] = 0;
-        t->payload[i] = NULL;
+    if (resize_slots(t, 0, slots) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < slots; i++)
         t->free_stack[i] = slots - 1 - i;
-    }
-    t->slots = slots;
     t->free_count = slots;
     t->count = 0;
     t->fresh_count = 0;
-    return ensure_flow_scratch(t, slots);
+    return 0;
 }
 
 /* _ManyFlows._grow: double the slots; the new ones are taken lowest first. */
 static int grow_storage(FlowTable *t)
 {
-    Py_ssize_t old = t->slots, slots = old * 2;
-    GROW(t, src, long long, slots);
-    GROW(t, dst, long long, slots);
-    GROW(t, size, double, slots);
-    GROW(t, remaining, double, slots);
-    GROW(t, rate, double, slots);
-    GROW(t, active, char, slots);
-    GROW(t, payload, PyObject *, slots);
-    GROW(t, free_stack, Py_ssize_t, slots);
-    GROW(t, order, Py_ssize_t, slots);
-    for (Py_ssize_t i = old; i < slots; i++) {
-        t->src[i] = t->dst[i] = 0;
-        t->size[i] = t->remaining[i] = t->rate[i] = 0.0;
-        t->active[i] = 0;
-        t->payload[i] = NULL;
-    }
+    Py_ssize_t old = t->slots;
+    if (resize_slots(t, old, 2 * old) < 0)
+        return -1;
     for (Py_ssize_t i = 0; i < old; i++)
-        t->free_stack[t->free_count++] = slots - 1 - i;
-    t->slots = slots;
-    return ensure_flow_scratch(t, slots);
+        t->free_stack[t->free_count++] = 2 * old - 1 - i;
+    return 0;
 }
 
 /* The flows' slots in the table's order: insertion order (few) or ascending slot (many). */
