@@ -15,6 +15,8 @@ setup(
     ext_modules=[
         Extension("plexus.sim._flowtable", sources=["src/plexus/sim/_flowtable.c"], extra_compile_args=FLAGS,
                   optional=True),
+        Extension("plexus.sim._eventqueue", sources=["src/plexus/sim/_eventqueue.c"], extra_compile_args=FLAGS,
+                  optional=True),
         Extension("plexus.protocol._mean", sources=["src/plexus/protocol/_mean.c"], extra_compile_args=FLAGS,
                   optional=True),
     ]

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 from collections.abc import Callable
 from typing import Any
+
+try:  # the queue in C (setup.py builds it where a C compiler is found): the same order, keys in one array
+    from plexus.sim._eventqueue import EventQueue as CompiledQueue
+except ImportError:  # pragma: no cover - depends on the build
+    CompiledQueue = None
 
 
 def _never(*args: Any) -> None:
@@ -49,11 +55,51 @@ class DaemonTimer(EventTimer):
     __slots__ = ()
 
 
-class EventLoop:
-    """A heap of timers in virtual time."""
+Entry = tuple[float, int, Any]  # (time, sequence, an EventTimer or fire_later's (callback, args))
+
+
+class HeapQueue:
+    """The event queue in Python (heapq): entries leave by (time, sequence). ``plexus.sim._eventqueue.EventQueue``
+    is the same queue with its keys in one compact C array (heapq's pops compare cold tuples: a noticeable share
+    of a large run); both give the same order, since sequence numbers are unique."""
+
+    __slots__ = ("_heap",)
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, EventTimer]] = []
+        self._heap: list[Entry] = []
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, time: float, sequence: int, item: Any) -> None:
+        if time != time:
+            raise ValueError("an event's time cannot be NaN")
+        heapq.heappush(self._heap, (time, sequence, item))
+
+    def pop_until(self, until: float) -> tuple[float, Any] | None:
+        """(time, item) of the first entry, popped, or None (nothing popped) if there is none at or before until."""
+        heap = self._heap
+        if not heap or heap[0][0] > until:
+            return None
+        time, _, item = heapq.heappop(heap)
+        return time, item
+
+    def entries(self) -> list[Entry]:
+        return list(self._heap)
+
+
+def new_queue() -> Any:
+    """The compiled queue when it was built (``PLEXUS_EVENT_QUEUE=python`` forces the Python one)."""
+    if CompiledQueue is not None and os.environ.get("PLEXUS_EVENT_QUEUE") != "python":
+        return CompiledQueue()
+    return HeapQueue()
+
+
+class EventLoop:
+    """A queue of timers in virtual time."""
+
+    def __init__(self) -> None:
+        self._queue = new_queue()
         self._daemons = 0
         self._sequence = 0
         self._now = 0.0
@@ -75,7 +121,7 @@ class EventLoop:
             raise ValueError(f"cannot schedule at {time}, before the current time {self._now}")
         timer = EventTimer(time, callback, args)
         self._sequence += 1
-        heapq.heappush(self._heap, (time, self._sequence, timer))
+        self._queue.push(time, self._sequence, timer)
         return timer
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> EventTimer:
@@ -88,7 +134,7 @@ class EventLoop:
         time = self._now + delay
         timer = EventTimer(time, callback, args)
         self._sequence += 1
-        heapq.heappush(self._heap, (time, self._sequence, timer))
+        self._queue.push(time, self._sequence, timer)
         return timer
 
     def fire_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> None:
@@ -100,7 +146,7 @@ class EventLoop:
             delay = 0.0
         time = self._now + delay
         self._sequence += 1
-        heapq.heappush(self._heap, (time, self._sequence, (callback, args)))
+        self._queue.push(time, self._sequence, (callback, args))
 
     def call_daemon(self, time: float, callback: Callable[..., Any], *args: Any) -> EventTimer:
         """Like :meth:`call_at`, but the timer does not keep the loop running (a watchdog)."""
@@ -109,7 +155,7 @@ class EventLoop:
         timer = DaemonTimer(time, callback, args)
         self._sequence += 1
         self._daemons += 1
-        heapq.heappush(self._heap, (time, self._sequence, timer))
+        self._queue.push(time, self._sequence, timer)
         return timer
 
     def defer(self, callback: Callable[[], Any]) -> None:
@@ -132,12 +178,12 @@ class EventLoop:
 
     def pending(self) -> int:
         """Scheduled timers other than daemons (cancelled ones included until they are popped)."""
-        return len(self._heap) - self._daemons
+        return len(self._queue) - self._daemons
 
     def scheduled(self) -> list[tuple[float, int, EventTimer | tuple[Callable[..., Any], tuple[Any, ...]]]]:
         """The heap's entries (time, sequence, timer), cancelled ones included, in no particular order; an entry
         of :meth:`fire_later` holds ``(callback, args)`` instead of a timer."""
-        return list(self._heap)
+        return self._queue.entries()
 
     @property
     def stopped(self) -> bool:
@@ -149,8 +195,8 @@ class EventLoop:
         ``until`` (the clock then reads ``until``). When the queue runs dry first the clock stays at the last
         event: nothing happened after it. With ``pause_check`` set, it also returns (``paused`` True) when
         that says so; calling ``run`` again continues exactly where it paused."""
-        heap = self._heap
-        pop = heapq.heappop
+        queue = self._queue
+        pop_until = queue.pop_until
         self._stopped = False
         self.paused = False
         processed = 0
@@ -160,11 +206,12 @@ class EventLoop:
         if deferred:
             self._run_deferred()
         try:
-            while len(heap) > self._daemons and not self._stopped:
-                if heap[0][0] > until:
+            while len(queue) > self._daemons and not self._stopped:
+                entry = pop_until(until)
+                if entry is None:
                     self._now = until
                     break
-                time, _, timer = pop(heap)
+                time, timer = entry
                 kind = timer.__class__
                 if kind is tuple:  # fire_later
                     callback, args = timer
