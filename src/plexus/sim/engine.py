@@ -113,6 +113,11 @@ class EventLoop:
         self.paused = False
 
     @property
+    def core(self) -> str:
+        """Which event queue runs: ``compiled`` (C) or ``python`` (heapq; the same order, slower)."""
+        return "python" if isinstance(self._queue, HeapQueue) else "compiled"
+
+    @property
     def now(self) -> float:
         return self._now
 

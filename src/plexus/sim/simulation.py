@@ -556,7 +556,7 @@ def drive(state: SimulationState, learning: Learning, out_dir: Path, progress: P
     summary.update(wall_seconds=wall, setup_wall_seconds=state.setup_wall_seconds, loop_wall_seconds=loop_wall)
     summary["executor"] = executor.name
     # the optional C parts (setup.py): the same results either way, only the wall time differs
-    summary["compiled_core"] = {"flow_table": world.network.core,
+    summary["compiled_core"] = {"flow_table": world.network.core, "event_queue": world.loop.core,
                                 "average": "compiled" if aggregation.mean_into is not None else "numpy"}
     if state.resumed:
         summary["resumed"] = state.resumed
