@@ -1,7 +1,7 @@
 """Build the optional compiled parts (everything else is in pyproject.toml).
 
-``plexus.sim._flowtable`` is the network model's flow table in C; ``plexus.protocol._mean`` averages flat float32
-models. Both are optional: where no C compiler is found the build goes on without them and plexus uses its Python
+``plexus.sim._flowtable`` is the network model's flow table in C, ``plexus.sim._eventqueue`` the event loop's
+queue; ``plexus.protocol._mean`` averages flat float32 models. Both are optional: where no C compiler is found the build goes on without them and plexus uses its Python
 and NumPy code, which gives byte-identical results, only slower (``summary.json`` records which ran:
 ``compiled_core``).
 """

@@ -31,6 +31,6 @@ requirements=(-e ".[dev]")
 # one resolver run for torch and everything else; pip's notes about absent local mirrors are noise here
 "${pip[@]}" install "${requirements[@]}" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
 "$venv/bin/python" -c "import plexus, torch, sklearn" || { echo "plexus: installing the package failed" >&2; exit 1; }
-"$venv/bin/python" -c "import plexus.sim._flowtable, plexus.protocol._mean" 2>/dev/null \
+"$venv/bin/python" -c "import plexus.sim._flowtable, plexus.sim._eventqueue, plexus.protocol._mean" 2>/dev/null \
   || echo "plexus: the compiled parts were not built (no C compiler?): simulations give the same results, slower" >&2
 echo "$want" > "$stamp"
