@@ -9,6 +9,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+import plexus.commands.progress as progress_module
 from plexus.commands.progress import ProgressBar
 from plexus.config import Config, config_from_mapping, resolve
 from plexus.sim.simulation import run_simulation
@@ -55,7 +58,11 @@ def test_the_line_shows_rate_eta_and_evaluation_in_progress() -> None:
     assert "evaluating 41%" in progress.line()
 
 
-def test_on_a_terminal_the_bar_refreshes_between_evaluations(tmp_path: Path) -> None:
+def test_on_a_terminal_the_bar_refreshes_between_evaluations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the bar shows an ETA only after a second of running; this small run may take less: the bar's clock runs 5 s
+    # ahead of the simulation's, as if it had
+    real = time.perf_counter
+    monkeypatch.setattr(progress_module, "time", SimpleNamespace(perf_counter=lambda: real() + 5.0))
     stream = FakeTerminal()
     progress = bar(stream, refresh=0.01)
     config = settings(nodes=30, sample_size=5, rounds=300, eval_every=300, out=str(tmp_path / "r"))
