@@ -144,7 +144,7 @@ class EventLoop:
 
     def fire_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> None:
         """Like :meth:`call_later` for a callback nobody will cancel (the network's arrivals, half of a large
-        run's events): no timer object is made, the heap holds ``(callback, args)`` itself."""
+        run's events): no timer object is made, the queue holds ``(callback, args)`` itself."""
         if not delay >= 0:
             if delay != delay:
                 raise ValueError("NaN delay")
@@ -186,7 +186,7 @@ class EventLoop:
         return len(self._queue) - self._daemons
 
     def scheduled(self) -> list[tuple[float, int, EventTimer | tuple[Callable[..., Any], tuple[Any, ...]]]]:
-        """The heap's entries (time, sequence, timer), cancelled ones included, in no particular order; an entry
+        """The queue's entries (time, sequence, timer), cancelled ones included, in no particular order; an entry
         of :meth:`fire_later` holds ``(callback, args)`` instead of a timer."""
         return self._queue.entries()
 
