@@ -8,10 +8,12 @@ import pickle
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import plexus
 import plexus.sim.engine as engine
+import plexus.sim.network as network
 from plexus.sim.engine import EventLoop, HeapQueue
 
 compiled = pytest.mark.skipif(engine.CompiledQueue is None,
@@ -71,3 +73,20 @@ def test_a_simulation_writes_the_same_results_with_either_queue(tmp_path: Path,
     monkeypatch.setenv("PLEXUS_EVENT_QUEUE", "python")
     assert type(EventLoop()._queue) is HeapQueue
     assert run_hash(tmp_path, "python") == native
+
+
+@pytest.mark.parametrize("variable", ["PLEXUS_EVENT_QUEUE", "PLEXUS_NETWORK_CORE"])
+def test_a_misspelt_choice_of_core_is_refused_not_ignored(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plexus.errors import ConfigError
+    from plexus.sim.network import Network
+
+    monkeypatch.setenv(variable, "pyhton")
+    with pytest.raises(ConfigError, match=f"{variable}='pyhton': expected 'python' or 'compiled'"):
+        Network(EventLoop(), np.array([1e6, 1e6]), np.array([1e6, 1e6]), lambda u, v: 0.0)
+    monkeypatch.setenv(variable, "compiled")
+    if engine.CompiledQueue is None or network.CompiledFlowTable is None:
+        with pytest.raises(ConfigError, match="not built"):
+            Network(EventLoop(), np.array([1e6, 1e6]), np.array([1e6, 1e6]), lambda u, v: 0.0)
+    else:
+        net = Network(EventLoop(), np.array([1e6, 1e6]), np.array([1e6, 1e6]), lambda u, v: 0.0)
+        assert net.core == "compiled" and net.loop.core == "compiled"

@@ -32,7 +32,6 @@ typedef struct {
     Py_ssize_t slots;       /* allocated slots */
     long long *src, *dst;
     double *size, *remaining, *rate;
-    char *active;
     PyObject **payload;
     Py_ssize_t count;
     Py_ssize_t *free_stack; /* LIFO of free slots (the order matters in many mode) */
@@ -66,7 +65,8 @@ typedef struct {
     Py_ssize_t scratch_flows;
     long long *flow_up, *flow_down;
     double *flow_rate, *flow_level;
-    Py_ssize_t *flow_list, *flow_slot;
+    Py_ssize_t *flow_list;              /* the unfrozen flows of max_min_many */
+    Py_ssize_t *local_up, *local_down;  /* max_min_small: each flow's two resources, numbered locally */
     char *flow_done;
     Py_ssize_t *frozen_flow;
     double *frozen_level;
@@ -105,7 +105,8 @@ static int ensure_flow_scratch(FlowTable *t, Py_ssize_t flows)
     GROW(t, flow_rate, double, n);
     GROW(t, flow_level, double, n);
     GROW(t, flow_list, Py_ssize_t, n);
-    GROW(t, flow_slot, Py_ssize_t, n);
+    GROW(t, local_up, Py_ssize_t, n);
+    GROW(t, local_down, Py_ssize_t, n);
     GROW(t, flow_done, char, n);
     GROW(t, frozen_flow, Py_ssize_t, 2 * n);
     GROW(t, frozen_level, double, 2 * n);
@@ -125,14 +126,12 @@ static int resize_slots(FlowTable *t, Py_ssize_t first, Py_ssize_t slots)
     GROW(t, size, double, slots);
     GROW(t, remaining, double, slots);
     GROW(t, rate, double, slots);
-    GROW(t, active, char, slots);
     GROW(t, payload, PyObject *, slots);
     GROW(t, free_stack, Py_ssize_t, slots);
     GROW(t, order, Py_ssize_t, slots);
     for (Py_ssize_t i = first; i < slots; i++) {
         t->src[i] = t->dst[i] = 0;
         t->size[i] = t->remaining[i] = t->rate[i] = 0.0;
-        t->active[i] = 0;
         t->payload[i] = NULL;
     }
     t->slots = slots;
@@ -163,13 +162,6 @@ static int grow_storage(FlowTable *t)
     for (Py_ssize_t i = 0; i < old; i++)
         t->free_stack[t->free_count++] = 2 * old - 1 - i;
     return 0;
-}
-
-/* The flows' slots in the table's order: insertion order (few) or ascending slot (many). */
-static Py_ssize_t flow_slots(FlowTable *t, Py_ssize_t *out)
-{
-    memcpy(out, t->order, t->count * sizeof(Py_ssize_t));
-    return t->count;
 }
 
 static void mark_dirty(FlowTable *t, Py_ssize_t r)
@@ -228,7 +220,7 @@ static int max_min_small(FlowTable *t, Py_ssize_t flows, const long long *up, co
         offset += t->member_count[k];
         t->member_count[k] = 0;
     }
-    Py_ssize_t *flow_up = t->flow_list, *flow_down = t->flow_slot; /* local ids of each flow's two resources */
+    Py_ssize_t *flow_up = t->local_up, *flow_down = t->local_down;
     for (Py_ssize_t f = 0; f < flows; f++) {
         Py_ssize_t a = local[up[f]], b = local[down[f]];
         flow_up[f] = a;
@@ -415,7 +407,6 @@ static int add_flow(FlowTable *t, long long src, long long dst, double size, dou
     t->size[slot] = size;
     t->remaining[slot] = remaining;
     t->rate[slot] = 0.0;
-    t->active[slot] = 1;
     Py_INCREF(payload);
     t->payload[slot] = payload;
     if (t->many) {
@@ -473,15 +464,13 @@ static int switch_mode(FlowTable *t, int many)
     long long *src = PyMem_Malloc((n + 1) * sizeof(long long)), *dst = PyMem_Malloc((n + 1) * sizeof(long long));
     double *size = PyMem_Malloc((n + 1) * sizeof(double)), *remaining = PyMem_Malloc((n + 1) * sizeof(double));
     PyObject **payload = PyMem_Malloc((n + 1) * sizeof(PyObject *));
-    Py_ssize_t *slots = PyMem_Malloc((n + 1) * sizeof(Py_ssize_t));
     int status = -1;
-    if (!src || !dst || !size || !remaining || !payload || !slots) {
+    if (!src || !dst || !size || !remaining || !payload) {
         PyErr_NoMemory();
         goto done;
     }
-    flow_slots(t, slots);
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t s = slots[i];
+        Py_ssize_t s = t->order[i];
         src[i] = t->src[s];
         dst[i] = t->dst[s];
         size[i] = t->size[s];
@@ -511,7 +500,6 @@ done:
     PyMem_Free(size);
     PyMem_Free(remaining);
     PyMem_Free(payload);
-    PyMem_Free(slots);
     return status;
 }
 
@@ -566,10 +554,9 @@ static PyObject *FlowTable_pop_finished(FlowTable *t, PyObject *Py_UNUSED(ignore
     PyObject *finished = PyList_New(0);
     if (finished == NULL)
         return NULL;
-    Py_ssize_t n = flow_slots(t, t->flow_slot);
-    Py_ssize_t kept = 0;
+    Py_ssize_t n = t->count, kept = 0; /* order is compacted in place: slot i is read before place i is written */
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t s = t->flow_slot[i];
+        Py_ssize_t s = t->order[i];
         double size = t->size[s], tolerance = size * 1e-9;
         if (1e-6 > tolerance)
             tolerance = 1e-6;
@@ -585,7 +572,6 @@ static PyObject *FlowTable_pop_finished(FlowTable *t, PyObject *Py_UNUSED(ignore
         }
         Py_DECREF(row);
         t->payload[s] = NULL;
-        t->active[s] = 0;
         t->free_stack[t->free_count++] = s;
         if (t->many) {
             long long up = t->src[s], down = t->dst[s] + t->endpoints;
@@ -604,11 +590,10 @@ static PyObject *FlowTable_pop_finished(FlowTable *t, PyObject *Py_UNUSED(ignore
 
 static double soonest(FlowTable *t, double now)
 {
-    Py_ssize_t n = flow_slots(t, t->flow_slot);
     double best = Py_HUGE_VAL;
     int nan = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t s = t->flow_slot[i];
+    for (Py_ssize_t i = 0; i < t->count; i++) {
+        Py_ssize_t s = t->order[i];
         double rate = t->rate[s];
         double seconds = (!t->many && rate == Py_HUGE_VAL) ? 0.0 : t->remaining[s] / rate;
         if (seconds <= 1e-12 || now + seconds <= now) {
@@ -643,26 +628,18 @@ static PyObject *FlowTable_reallocate(FlowTable *t, PyObject *arg)
     double now = PyFloat_AsDouble(arg);
     if (now == -1.0 && PyErr_Occurred())
         return NULL;
-    Py_ssize_t n = flow_slots(t, t->flow_slot);
-    Py_ssize_t *slots = t->flow_slot;
+    Py_ssize_t n = t->count, *slots = t->order;
     for (Py_ssize_t i = 0; i < n; i++) {
         t->flow_up[i] = t->src[slots[i]];
         t->flow_down[i] = t->dst[slots[i]] + t->endpoints;
     }
-    /* the filling uses flow_list (and, in few mode, flow_slot) as scratch: keep the slots aside */
-    Py_ssize_t *kept = PyMem_Malloc((n + 1) * sizeof(Py_ssize_t));
-    if (kept == NULL)
-        return PyErr_NoMemory();
-    memcpy(kept, slots, n * sizeof(Py_ssize_t));
     int status = n == 0 ? 0
                  : t->many ? max_min_many(t, n, t->flow_up, t->flow_down, t->capacity, t->flow_rate)
                            : max_min_small(t, n, t->flow_up, t->flow_down, t->capacity, t->flow_rate);
-    if (status < 0) {
-        PyMem_Free(kept);
+    if (status < 0)
         return NULL;
-    }
     for (Py_ssize_t i = 0; i < n; i++)
-        t->rate[kept[i]] = t->flow_rate[i];
+        t->rate[slots[i]] = t->flow_rate[i];
     clear_saturated(t);
     if (t->many) {
         t->fresh_count = 0;
@@ -712,7 +689,6 @@ static PyObject *FlowTable_reallocate(FlowTable *t, PyObject *arg)
         }
     }
     t->saturated_known = 1;
-    PyMem_Free(kept);
     return FlowTable_soonest(t, arg);
 }
 
@@ -878,8 +854,8 @@ release:
 
 static PyObject *FlowTable_remove(FlowTable *t, PyObject *matches)
 {
-    Py_ssize_t n = flow_slots(t, t->flow_slot);
-    Py_ssize_t *slots = PyMem_Malloc((n + 1) * sizeof(Py_ssize_t));
+    Py_ssize_t n = t->count;
+    Py_ssize_t *slots = PyMem_Malloc((n + 1) * sizeof(Py_ssize_t)); /* a copy: the callback may run any code */
     char *chosen = PyMem_Malloc(n + 1);
     PyObject *removed = PyList_New(0);
     if (!slots || !chosen || !removed) {
@@ -888,7 +864,7 @@ static PyObject *FlowTable_remove(FlowTable *t, PyObject *matches)
         Py_XDECREF(removed);
         return PyErr_NoMemory();
     }
-    memcpy(slots, t->flow_slot, n * sizeof(Py_ssize_t));
+    memcpy(slots, t->order, n * sizeof(Py_ssize_t));
     /* ask first (the callback may run any Python code), then take the chosen flows out */
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t s = slots[i];
@@ -923,7 +899,6 @@ static PyObject *FlowTable_remove(FlowTable *t, PyObject *matches)
         }
         Py_DECREF(row);
         Py_CLEAR(t->payload[s]);
-        t->active[s] = 0;
         t->free_stack[t->free_count++] = s;
     }
     Py_ssize_t taken = PyList_GET_SIZE(removed);
@@ -964,12 +939,12 @@ static PyObject *doubles_to_list(const double *values, Py_ssize_t n)
 static PyObject *FlowTable_reduce(FlowTable *t, PyObject *Py_UNUSED(ignored))
 {
     /* the flows in the table's order, with their slots, and the bookkeeping that decides future operations */
-    Py_ssize_t n = flow_slots(t, t->flow_slot);
+    Py_ssize_t n = t->count;
     PyObject *flows = PyList_New(n);
     if (flows == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t s = t->flow_slot[i];
+        Py_ssize_t s = t->order[i];
         PyObject *row = Py_BuildValue("(nLLdddO)", s, t->src[s], t->dst[s], t->size[s], t->remaining[s], t->rate[s],
                                       t->payload[s]);
         if (row == NULL) {
@@ -1034,7 +1009,6 @@ static PyObject *FlowTable_setstate(FlowTable *t, PyObject *state)
         t->size[s] = size;
         t->remaining[s] = remaining;
         t->rate[s] = rate;
-        t->active[s] = 1;
         Py_INCREF(payload);
         t->payload[s] = payload;
         t->order[i] = s;
@@ -1158,11 +1132,11 @@ static void FlowTable_dealloc(FlowTable *t)
 {
     PyObject_GC_UnTrack(t);
     FlowTable_clear(t);
-    void *arrays[] = {t->capacity, t->src, t->dst, t->size, t->remaining, t->rate, t->active, t->payload,
+    void *arrays[] = {t->capacity, t->src, t->dst, t->size, t->remaining, t->rate, t->payload,
                       t->free_stack, t->order, t->saturated, t->saturated_list, t->users, t->load, t->dirty, t->dirty_list, t->fresh,
                       t->local_id, t->crossing, t->share, t->spare, t->used, t->scratch, t->not_minimal, t->touched,
                       t->touched_list, t->flow_up, t->flow_down, t->flow_rate, t->flow_level, t->flow_list,
-                      t->flow_slot, t->flow_done, t->frozen_flow, t->frozen_level, t->members, t->member_start,
+                      t->local_up, t->local_down, t->flow_done, t->frozen_flow, t->frozen_level, t->members, t->member_start,
                       t->member_count, t->alive};
     for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
         PyMem_Free(arrays[i]);

@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from plexus.errors import ConfigError
+
 try:  # the queue in C (setup.py builds it where a C compiler is found): the same order, keys in one array
     from plexus.sim._eventqueue import EventQueue as CompiledQueue
 except ImportError:  # pragma: no cover - depends on the build
@@ -88,11 +90,24 @@ class HeapQueue:
         return list(self._heap)
 
 
+def wants_compiled(variable: str, built: bool) -> bool:
+    """Whether to use a compiled part (setup.py) or its Python twin, as environment variable ``variable`` says:
+    unset or empty, the compiled one if it was built; ``python``, the twin; ``compiled``, the compiled one or a
+    ConfigError if it was not built. Any other value is a ConfigError naming it, not a silent default."""
+    choice = os.environ.get(variable, "").strip().lower()
+    if choice == "python":
+        return False
+    if choice not in ("", "compiled"):
+        raise ConfigError(f"{variable}={os.environ[variable]!r}: expected 'python' or 'compiled' (or leave it unset)")
+    if choice == "compiled" and not built:
+        raise ConfigError(f"{variable}=compiled, but plexus's C parts were not built (no C compiler at install time?): "
+                          f"rerun bash scripts/setup.sh with one, or unset {variable}")
+    return built
+
+
 def new_queue() -> Any:
     """The compiled queue when it was built (``PLEXUS_EVENT_QUEUE=python`` forces the Python one)."""
-    if CompiledQueue is not None and os.environ.get("PLEXUS_EVENT_QUEUE") != "python":
-        return CompiledQueue()
-    return HeapQueue()
+    return CompiledQueue() if wants_compiled("PLEXUS_EVENT_QUEUE", CompiledQueue is not None) else HeapQueue()
 
 
 class EventLoop:

@@ -47,13 +47,12 @@ arrives; whether the receiver is still there to take it is the caller's business
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
-from plexus.sim.engine import EventLoop, EventTimer
+from plexus.sim.engine import EventLoop, EventTimer, wants_compiled
 
 try:  # the flow table in C (setup.py builds it where a C compiler is found): same results, several times faster
     from plexus.sim._flowtable import FlowTable as CompiledFlowTable
@@ -702,7 +701,8 @@ class Network:
 
     # ---------------------------------------------------------------- internals
     def _flow_table(self, paired: bool) -> Any:
-        if CompiledFlowTable is not None and not paired and os.environ.get("PLEXUS_NETWORK_CORE") != "python":
+        compiled = wants_compiled("PLEXUS_NETWORK_CORE", CompiledFlowTable is not None)  # checks the variable too
+        if compiled and not paired:  # pair links: the Python table only (README, summary.json's compiled_core)
             return CompiledFlowTable(self._capacity_list, self.endpoints)
         return PythonFlowTable(self.endpoints, self._capacity_list, paired)
 
